@@ -1,0 +1,67 @@
+"""herorepo: typed async repositories, unit of work and eager loading for SQLModel.
+
+Runs the same on SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aiomysql).
+"""
+
+from ._database import Database as Database
+from ._engine import EngineConfig as EngineConfig
+from ._engine import create_engine as create_engine
+from ._engine import create_sessionmaker as create_sessionmaker
+from ._errors import CheckViolationError as CheckViolationError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ConflictError as ConflictError
+from ._errors import ForeignKeyViolationError as ForeignKeyViolationError
+from ._errors import HeroRepoError as HeroRepoError
+from ._errors import InvalidDataError as InvalidDataError
+from ._errors import InvalidLoadError as InvalidLoadError
+from ._errors import LazyLoadError as LazyLoadError
+from ._errors import LoadError as LoadError
+from ._errors import MultipleResultsError as MultipleResultsError
+from ._errors import NotFoundError as NotFoundError
+from ._errors import NotNullViolationError as NotNullViolationError
+from ._errors import TransactionError as TransactionError
+from ._errors import UniqueViolationError as UniqueViolationError
+from ._loading import Joined as Joined
+from ._loading import LoadSpec as LoadSpec
+from ._loading import eager as eager
+from ._loading import joined as joined
+from ._repository import Repository as Repository
+from ._unit_of_work import UnitOfWork as UnitOfWork
+from ._version import __version__ as __version__
+
+__all__ = [
+    "CheckViolationError",
+    "ConfigurationError",
+    "ConflictError",
+    "Database",
+    "EngineConfig",
+    "ForeignKeyViolationError",
+    "HeroRepoError",
+    "InvalidDataError",
+    "InvalidLoadError",
+    "Joined",
+    "LazyLoadError",
+    "LoadError",
+    "LoadSpec",
+    "MultipleResultsError",
+    "NotFoundError",
+    "NotNullViolationError",
+    "Repository",
+    "TransactionError",
+    "UnitOfWork",
+    "UniqueViolationError",
+    "__version__",
+    "create_engine",
+    "create_sessionmaker",
+    "eager",
+    "joined",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        try:
+            _obj.__module__ = "herorepo"
+        except (AttributeError, TypeError):  # pragma: no cover - builtins refuse
+            pass
+del _name, _obj

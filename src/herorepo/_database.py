@@ -1,0 +1,130 @@
+"""``Database``: the engine, its sessionmaker, and the ways in (sessions, units of work)."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import SQLModel
+
+from ._engine import EngineConfig, create_engine, create_sessionmaker
+from ._errors import ConfigurationError
+from ._unit_of_work import UnitOfWork
+from ._url import redact, resolve_url
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+    from sqlmodel.ext.asyncio.session import AsyncSession
+    from typing_extensions import Self
+
+__all__ = ["Database"]
+
+
+class Database:
+    """An async engine and its sessionmaker, with herorepo's defaults for the backend.
+
+    ::
+
+        async with Database("postgresql://app@db/app") as db:  # the pool is disposed on exit
+            await db.create_all()
+            async with db.unit_of_work() as uow:
+                ...
+
+    Args:
+        url: The database URL. Plain forms get their async driver (``postgresql://`` becomes
+            ``postgresql+asyncpg://``); other drivers are refused.
+        config: Pool and engine settings; the backend's defaults when omitted.
+        connect_args: Extra keyword arguments for the driver's ``connect()``.
+
+    Raises:
+        ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
+            installed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        config: EngineConfig | None = None,
+        *,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url, self.backend = resolve_url(url)
+        self.config = config or EngineConfig()
+        self.engine: AsyncEngine = create_engine(self.url, self.config, connect_args=connect_args)
+        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+
+    @classmethod
+    def from_env(
+        cls,
+        variable: str = "DATABASE_URL",
+        *,
+        default: str | None = None,
+        config: EngineConfig | None = None,
+    ) -> Self:
+        """Build a database from the URL in the environment variable ``variable``.
+
+        Raises:
+            ConfigurationError: the variable is unset or empty and no ``default`` is given, or
+                its URL cannot be used.
+        """
+        url = os.environ.get(variable) or default
+        if not url:
+            raise ConfigurationError(
+                f"The environment variable {variable} is not set. Set it to a database URL, "
+                "e.g. postgresql+asyncpg://user:password@localhost:5432/app, or pass default=."
+            )
+        return cls(url, config)
+
+    def __repr__(self) -> str:
+        return f"Database({redact(self.url)!r})"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password hidden, for logs and messages."""
+        return redact(self.url)
+
+    def session(self) -> AsyncSession:
+        """Return a new session; use it as ``async with db.session() as session:``.
+
+        The session commits only when you call ``await session.commit()``; leaving the block
+        rolls back whatever was not committed and returns the connection to the pool.
+        """
+        return self.sessionmaker()
+
+    def unit_of_work(self) -> UnitOfWork:
+        """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``."""
+        return UnitOfWork(self.sessionmaker)
+
+    async def create_all(self, metadata: MetaData | None = None) -> None:
+        """Create the tables of ``metadata`` (default: every SQLModel table) that do not exist."""
+        target = metadata if metadata is not None else SQLModel.metadata
+        async with self.engine.begin() as connection:
+            await connection.run_sync(target.create_all)
+
+    async def drop_all(self, metadata: MetaData | None = None) -> None:
+        """Drop the tables of ``metadata`` (default: every SQLModel table) that exist."""
+        target = metadata if metadata is not None else SQLModel.metadata
+        async with self.engine.begin() as connection:
+            await connection.run_sync(target.drop_all)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection. The database can still be used; it reconnects."""
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.dispose()

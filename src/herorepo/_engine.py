@@ -1,0 +1,196 @@
+"""Engine and sessionmaker factory with safe defaults per backend.
+
+Defaults, and why:
+
+=================  ===========  ===========  ===========  =========================================
+setting            SQLite file  PostgreSQL   MySQL        why
+=================  ===========  ===========  ===========  =========================================
+pool_size          5            5            5            SQLAlchemy's default
+max_overflow       10           10           10           SQLAlchemy's default
+pool_timeout       30 s         30 s         30 s         SQLAlchemy's default
+pool_recycle       off          off          1800 s       MySQL drops idle connections after
+                                                          ``wait_timeout`` (28800 s by default)
+pool_pre_ping      off          on           on           a server restart or a dropped connection
+                                                          costs one retry, not a failed request
+=================  ===========  ===========  ===========  =========================================
+
+SQLite connections also get ``PRAGMA foreign_keys=ON``, a busy timeout, and (for files)
+``journal_mode=WAL``. herorepo issues ``BEGIN`` itself, SQLAlchemy's documented fix that makes
+SAVEPOINT work on pysqlite/aiosqlite. ``sqlite+aiosqlite:///:memory:`` uses one shared connection
+(a :class:`~sqlalchemy.pool.StaticPool`), so every session of an engine sees the same tables; the
+pool settings do not apply there. MySQL connections use ``charset=utf8mb4`` unless the URL names
+another charset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ._errors import ConfigurationError, translate_driver_error
+from ._loading import GuardedSession
+from ._url import Backend, is_sqlite_memory, resolve_url
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy.engine import URL
+
+__all__ = ["EngineConfig", "create_engine", "create_sessionmaker"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Pool and engine settings; ``None`` means "the backend's default" (see the module table).
+
+    Args:
+        pool_size: Connections kept open in the pool.
+        max_overflow: Extra connections allowed above ``pool_size`` under load.
+        pool_timeout: Seconds to wait for a free connection before giving up.
+        pool_recycle: Seconds after which a connection is replaced; ``-1`` never.
+        pool_pre_ping: Test each connection with a cheap round trip when it is checked out.
+        echo: Log every SQL statement (through the ``sqlalchemy.engine`` logger).
+        sqlite_busy_timeout: Seconds a SQLite writer waits for a lock before failing.
+
+    Raises:
+        ConfigurationError: a value has the wrong type or is out of range.
+
+    .. versionadded:: 0.1.0
+    """
+
+    pool_size: int | None = None
+    max_overflow: int | None = None
+    pool_timeout: float | None = None
+    pool_recycle: int | None = None
+    pool_pre_ping: bool | None = None
+    echo: bool = False
+    sqlite_busy_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_int("pool_size", self.pool_size, minimum=1)
+        _check_int("max_overflow", self.max_overflow, minimum=0)
+        _check_int("pool_recycle", self.pool_recycle, minimum=-1)
+        _check_seconds("pool_timeout", self.pool_timeout)
+        _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
+        for name in ("pool_pre_ping", "echo"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
+
+    def resolved(self, backend: Backend) -> dict[str, Any]:
+        """The pool keyword arguments for ``backend``, defaults filled in."""
+        defaults: dict[str, Any] = {
+            "pool_size": 5,
+            "max_overflow": 10,
+            "pool_timeout": 30.0,
+            "pool_recycle": 1800 if backend == "mysql" else -1,
+            "pool_pre_ping": backend != "sqlite",
+        }
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.name in defaults}
+        return {name: default if given[name] is None else given[name] for name, default in defaults.items()}
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}.")
+
+
+def create_engine(
+    url: str | URL,
+    config: EngineConfig | None = None,
+    *,
+    connect_args: Mapping[str, Any] | None = None,
+) -> AsyncEngine:
+    """Create an async engine for ``url`` with herorepo's defaults for its backend.
+
+    Plain URLs (``postgresql://``, ``mysql://``, ``sqlite:///``) get their async driver. Driver
+    errors we can name (integrity violations) are raised as herorepo errors on every path: a
+    repository call, a commit, or your own ``session.exec()``.
+
+    Args:
+        url: The database URL.
+        config: Pool and engine settings; backend defaults when omitted.
+        connect_args: Extra keyword arguments for the driver's ``connect()``.
+
+    Returns:
+        A ready :class:`~sqlalchemy.ext.asyncio.AsyncEngine`. Dispose it when done.
+
+    Raises:
+        ConfigurationError: the URL, driver or a setting cannot be used.
+
+    .. versionadded:: 0.1.0
+    """
+    config = config or EngineConfig()
+    resolved, backend = resolve_url(url)
+    options: dict[str, Any] = {"echo": config.echo, "connect_args": dict(connect_args or {})}
+    if backend == "sqlite" and is_sqlite_memory(resolved):
+        options["poolclass"] = StaticPool
+    else:
+        options.update(config.resolved(backend))
+    if backend == "mysql" and "charset" not in resolved.query:
+        resolved = resolved.update_query_dict({"charset": "utf8mb4"})
+
+    engine = create_async_engine(resolved, **options)
+    event.listen(engine.sync_engine, "handle_error", translate_driver_error)
+    if backend == "sqlite":
+        _configure_sqlite(engine, config, memory=is_sqlite_memory(resolved))
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, config: EngineConfig, *, memory: bool) -> None:
+    busy_ms = round(config.sqlite_busy_timeout * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, which would otherwise
+        # COMMIT before a SAVEPOINT; the "begin" hook below emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Create a sessionmaker of SQLModel's ``AsyncSession`` bound to ``engine``.
+
+    Sessions keep loaded objects usable after commit (``expire_on_commit=False``), cannot be
+    reused after they are closed, and raise :class:`~herorepo.LazyLoadError` instead of
+    ``MissingGreenlet`` when code touches a relationship that was not loaded.
+
+    .. versionadded:: 0.1.0
+    """
+    return async_sessionmaker(
+        engine,
+        class_=AsyncSession,
+        sync_session_class=GuardedSession,
+        expire_on_commit=False,
+        close_resets_only=False,
+    )

@@ -1,0 +1,209 @@
+"""Eager loading: load specs become loader options, and implicit IO becomes a clear error.
+
+In async code an attribute access cannot run SQL: SQLAlchemy's lazy load then fails with
+``MissingGreenlet``, which names neither the attribute nor the fix. herorepo does two things:
+
+* :func:`eager` (and the repositories' ``load=``) turns relationships into ``selectinload`` (one
+  extra SELECT per relationship) or, with :func:`joined`, ``joinedload`` (a JOIN in the same
+  query), validating the chain when the query is built.
+* Sessions made by herorepo run every ORM statement through :class:`GuardedSession`, which turns an
+  implicit load outside ``await`` into :class:`~herorepo.LazyLoadError` naming the attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+import greenlet
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import (
+    Mapper,
+    QueryableAttribute,
+    RelationshipProperty,
+    joinedload,
+    selectinload,
+)
+from sqlalchemy.orm.strategy_options import _AbstractLoad
+from sqlmodel import Session
+
+from ._errors import InvalidLoadError, LazyLoadError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import ORMExecuteState
+
+__all__ = ["GuardedSession", "LoadSpec", "eager", "joined"]
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A relationship chain to load with a JOIN instead of a separate SELECT; see :func:`joined`."""
+
+    path: tuple[QueryableAttribute[Any] | str, ...]
+
+
+LoadPath = Union[QueryableAttribute[Any], str, tuple[Union[QueryableAttribute[Any], str], ...]]
+"""One relationship (``Team.heroes``), a chain (``(Team.heroes, Hero.powers)``), or a dotted name
+(``"heroes.powers"``)."""
+
+LoadSpec = Union[LoadPath, Joined]
+"""What ``load=`` takes: a :data:`LoadPath` (selectin) or a :func:`joined` chain."""
+
+
+def joined(*path: QueryableAttribute[Any] | str) -> Joined:
+    """Load a relationship chain with ``joinedload`` (a LEFT OUTER JOIN) instead of a SELECT.
+
+    A JOIN suits many-to-one relationships (``Hero.team``); for collections the extra SELECT of
+    the default selectin loading is usually cheaper.
+
+    .. versionadded:: 0.1.0
+    """
+    if not path:
+        raise InvalidLoadError("joined() needs at least one relationship, e.g. joined(Hero.team).")
+    return Joined(path)
+
+
+def eager(*specs: LoadSpec, model: type[Any] | None = None) -> list[_AbstractLoad]:
+    """Build loader options for ``select(...).options(*eager(...))``.
+
+    Args:
+        specs: Relationships to load. A tuple is a chain (``(Team.heroes, Hero.powers)``); a
+            string is a dotted path from ``model`` (``"heroes.powers"``).
+        model: The entity being selected. Required for string specs; when given, attribute
+            specs are checked to start from it.
+
+    Returns:
+        Loader options, one per spec.
+
+    Raises:
+        InvalidLoadError: a spec is not a relationship, does not start at ``model`` or does not
+            continue from the previous link of its chain.
+
+    .. versionadded:: 0.1.0
+    """
+    options: list[_AbstractLoad] = []
+    for spec in specs:
+        use_join = isinstance(spec, Joined)
+        raw: tuple[QueryableAttribute[Any] | str, ...]
+        if isinstance(spec, Joined):
+            raw = spec.path
+        elif isinstance(spec, tuple):
+            raw = spec
+        else:
+            raw = (spec,)
+        option: _AbstractLoad | None = None
+        for attr in _resolve_chain(raw, model):
+            if option is None:
+                option = joinedload(attr) if use_join else selectinload(attr)
+            else:
+                option = option.joinedload(attr) if use_join else option.selectinload(attr)
+        assert option is not None
+        options.append(option)
+    return options
+
+
+def has_joined(specs: Iterable[LoadSpec]) -> bool:
+    """Whether any spec loads a collection by JOIN (results then need ``.unique()``)."""
+    return any(isinstance(spec, Joined) for spec in specs)
+
+
+def _resolve_chain(
+    raw: Sequence[QueryableAttribute[Any] | str], model: type[Any] | None
+) -> list[QueryableAttribute[Any]]:
+    if not raw:
+        raise InvalidLoadError("An empty tuple is not a load spec; name at least one relationship.")
+    parts: list[QueryableAttribute[Any] | str] = []
+    for item in raw:
+        parts.extend(item.split(".") if isinstance(item, str) else [item])
+    current: Mapper[Any] | None = _mapper_of(model) if model is not None else None
+    chain: list[QueryableAttribute[Any]] = []
+    for part in parts:
+        attr = _relationship_attribute(part, current)
+        chain.append(attr)
+        current = attr.property.mapper
+    return chain
+
+
+def _mapper_of(model: type[Any]) -> Mapper[Any]:
+    mapper = inspect(model, raiseerr=False)
+    if not isinstance(mapper, Mapper):
+        raise InvalidLoadError(f"{model!r} is not a mapped table model.")
+    return mapper
+
+
+def _relationship_names(mapper: Mapper[Any]) -> str:
+    names = sorted(mapper.relationships.keys())
+    return ", ".join(names) if names else "(none)"
+
+
+def _relationship_attribute(
+    part: QueryableAttribute[Any] | str, current: Mapper[Any] | None
+) -> QueryableAttribute[Any]:
+    if isinstance(part, str):
+        if current is None:
+            raise InvalidLoadError(
+                f"The load spec {part!r} is a name; pass the model too (eager(..., model=Team)) "
+                "or use the attribute itself, e.g. Team.heroes."
+            )
+        if part not in current.relationships:
+            raise InvalidLoadError(
+                f"{current.class_.__name__} has no relationship {part!r}. "
+                f"Its relationships are: {_relationship_names(current)}."
+            )
+        attr: Any = getattr(current.class_, part)
+        return attr  # type: ignore[no-any-return]
+    if not isinstance(part, QueryableAttribute):
+        raise InvalidLoadError(
+            f"{part!r} is not a load spec: use a relationship attribute such as Team.heroes, a "
+            "tuple chain such as (Team.heroes, Hero.powers), or joined(Hero.team)."
+        )
+    owner = part.parent.class_.__name__
+    if not isinstance(part.property, RelationshipProperty):
+        raise InvalidLoadError(
+            f"{owner}.{part.key} is a column, not a relationship; columns are always loaded. "
+            f"{owner}'s relationships are: {_relationship_names(part.parent.mapper)}."
+        )
+    if current is not None and not current.common_parent(part.parent.mapper):
+        raise InvalidLoadError(
+            f"{owner}.{part.key} does not belong to {current.class_.__name__}: a chain must go "
+            f"from each relationship to the next, e.g. (Team.heroes, Hero.powers). "
+            f"{current.class_.__name__}'s relationships are: {_relationship_names(current)}."
+        )
+    return part
+
+
+# --- the guard against implicit IO ---------------------------------------------------------------
+
+
+class GuardedSession(Session):
+    """The sync session behind herorepo's ``AsyncSession``; refuses implicit IO outside ``await``."""
+
+
+def _in_async_bridge() -> bool:
+    # SQLAlchemy marks the greenlets it runs ORM code in; outside one, IO cannot happen.
+    return bool(getattr(greenlet.getcurrent(), "__sqlalchemy_greenlet_provider__", False))
+
+
+@event.listens_for(GuardedSession, "do_orm_execute")
+def _refuse_implicit_io(state: ORMExecuteState) -> None:
+    if _in_async_bridge():
+        return
+    path = state.loader_strategy_path
+    prop = path[-1] if path is not None and len(path) else None
+    if state.is_relationship_load and isinstance(prop, RelationshipProperty):
+        owner = prop.parent.class_.__name__
+        name = f"{owner}.{prop.key}"
+        raise LazyLoadError(
+            f"{name} was not loaded, and async code cannot load it on attribute access. "
+            f"Ask for it when reading: repository.get(..., load=[{name}]), or "
+            f"select({owner}).options(*eager({name})); or await session.refresh(obj, "
+            f"[{prop.key!r}]) on an object you already have."
+        )
+    mapper = state.bind_mapper
+    what = f"A {mapper.class_.__name__} object" if mapper is not None else "An object"
+    raise LazyLoadError(
+        f"{what} has expired attributes (after a rollback or an explicit expire), and async "
+        "code cannot reload them on attribute access. Call await session.refresh(obj) first, "
+        "or read the object again."
+    )

@@ -1,0 +1,479 @@
+"""``Repository[ModelT]``: typed async CRUD for one SQLModel table model on one session."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, Generic, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import ColumnElement, exists, func, inspect, tuple_
+from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
+from sqlalchemy.orm import Mapper
+from sqlmodel import SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ._errors import (
+    ConfigurationError,
+    InvalidDataError,
+    MultipleResultsError,
+    NotFoundError,
+    TransactionError,
+)
+from ._loading import LoadSpec, eager, has_joined
+
+__all__ = ["Repository"]
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+
+Where = ColumnElement[bool] | bool
+"""A filter: a SQLAlchemy boolean expression such as ``Hero.age > 30``."""
+
+OrderBy = Any
+"""A column or ordering expression: ``Hero.name``, ``Hero.age.desc()``."""
+
+
+class _ModelInfo:
+    """What a repository needs to know about a model, computed once per model."""
+
+    def __init__(self, model: type[SQLModel]) -> None:
+        mapper = inspect(model, raiseerr=False)
+        if not isinstance(mapper, Mapper) or getattr(model, "__table__", None) is None:
+            raise ConfigurationError(
+                f"{model.__name__} is not a table model, so it has no table to query. "
+                f"Declare it as class {model.__name__}(SQLModel, table=True)."
+            )
+        self.name = model.__name__
+        self.mapper: Mapper[Any] = mapper
+        self.primary_key = tuple(mapper.primary_key)
+        self.pk_names = tuple(mapper.get_property_by_column(c).key for c in self.primary_key)
+        self.columns = frozenset(mapper.column_attrs.keys())
+        self.fields = frozenset(model.model_fields)
+        self._adapters: dict[str, TypeAdapter[Any]] = {}
+        self._model = model
+
+    def adapter(self, field: str) -> TypeAdapter[Any]:
+        adapter = self._adapters.get(field)
+        if adapter is None:
+            info = self._model.model_fields[field]
+            adapter = TypeAdapter(info.rebuild_annotation())
+            self._adapters[field] = adapter
+        return adapter
+
+    def describe_ident(self, ident: Any) -> str:
+        if len(self.pk_names) == 1:
+            return f"{self.pk_names[0]}={ident!r}"
+        return f"({', '.join(self.pk_names)})={ident!r}"
+
+
+@lru_cache(maxsize=None)
+def _info(model: type[SQLModel]) -> _ModelInfo:
+    return _ModelInfo(model)
+
+
+class Repository(Generic[ModelT]):
+    """Typed async CRUD for one table model, working on one session.
+
+    Make one for a model directly, ``Repository(session, Hero)`` (a ``Repository[Hero]``), or
+    subclass it to add queries, ``class HeroRepository(Repository[Hero])``, and build it with
+    ``HeroRepository(session)``.
+
+    Repositories flush but never commit: the transaction belongs to the
+    :class:`~herorepo.UnitOfWork` (or to whoever owns the session). A flush sends the SQL, so
+    primary keys and server defaults are loaded and constraint errors surface at the call that
+    caused them; nothing is permanent until the transaction commits.
+
+    Reads never load relationships implicitly. Name the ones you need with ``load=``; touching
+    one that was not loaded raises :class:`~herorepo.LazyLoadError`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    model: type[ModelT]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Repository):
+                args = get_args(base)
+                if args and isinstance(args[0], type):
+                    cls.model = args[0]
+
+    def __init__(self, session: AsyncSession, model: type[ModelT] | None = None) -> None:
+        chosen = model if model is not None else getattr(type(self), "model", None)
+        if chosen is None:
+            raise ConfigurationError(
+                "Repository needs a model: Repository(session, Hero), or a subclass such as "
+                "class HeroRepository(Repository[Hero])."
+            )
+        if not isinstance(chosen, type) or not issubclass(chosen, SQLModel):
+            raise ConfigurationError(f"{chosen!r} is not a SQLModel model class.")
+        self._info = _info(chosen)
+        self.model = chosen
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._info.name}>"
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def get(self, ident: Any, *, load: Sequence[LoadSpec] = ()) -> ModelT | None:
+        """Return the row with primary key ``ident``, or ``None``.
+
+        Without ``load`` this is ``session.get()``: no SQL when the object is already in the
+        session. With ``load`` the row is read again with its relationships (one extra SELECT per
+        relationship, or a JOIN with :func:`~herorepo.joined`).
+
+        Args:
+            ident: The primary key; a tuple for a composite key.
+            load: Relationships to load eagerly.
+
+        Raises:
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        options = eager(*load, model=self.model) if load else None
+        async with self._guard():
+            return await self.session.get(
+                self.model, ident, options=options, populate_existing=bool(load)
+            )
+
+    async def get_one(self, ident: Any, *, load: Sequence[LoadSpec] = ()) -> ModelT:
+        """Return the row with primary key ``ident``.
+
+        Raises:
+            NotFoundError: no such row ("Hero with id=3 does not exist.").
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        found = await self.get(ident, load=load)
+        if found is None:
+            raise self._not_found(ident)
+        return found
+
+    async def get_many(
+        self, idents: Iterable[Any], *, load: Sequence[LoadSpec] = ()
+    ) -> builtins.list[ModelT]:
+        """Return the rows whose primary keys are in ``idents``, in the order given.
+
+        Keys with no row are left out; a key given twice gives its row once. One SELECT.
+
+        Raises:
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        keys = list(dict.fromkeys(idents))
+        if not keys:
+            return []
+        info = self._info
+        if len(info.primary_key) == 1:
+            where = info.primary_key[0].in_(keys)
+        else:
+            where = tuple_(*info.primary_key).in_([tuple(k) for k in keys])
+        rows = await self._select(where, load=load)
+        by_key = {self._key_of(row): row for row in rows}
+        return [by_key[k] for k in (self._normal_key(k) for k in keys) if k in by_key]
+
+    async def find(
+        self, *where: Where, load: Sequence[LoadSpec] = (), **equal: Any
+    ) -> ModelT | None:
+        """Return the one row matching the criteria, or ``None``.
+
+        Args:
+            where: SQLAlchemy expressions, e.g. ``Hero.age > 30``.
+            load: Relationships to load eagerly.
+            equal: Column equality filters, e.g. ``name="Deadpond"`` (``None`` means IS NULL).
+
+        Raises:
+            MultipleResultsError: more than one row matched.
+            InvalidDataError: a keyword is not a column of the model.
+        """
+        rows = await self._select(*where, *self._equality(equal), load=load, limit=2)
+        if len(rows) > 1:
+            raise MultipleResultsError(
+                f"More than one {self._info.name} matches {self._criteria(where, equal)}; "
+                "use list() for several rows, or narrow the criteria."
+            )
+        return rows[0] if rows else None
+
+    async def find_one(self, *where: Where, load: Sequence[LoadSpec] = (), **equal: Any) -> ModelT:
+        """Return the one row matching the criteria.
+
+        Raises:
+            NotFoundError: no row matched.
+            MultipleResultsError: more than one row matched.
+            InvalidDataError: a keyword is not a column of the model.
+        """
+        found = await self.find(*where, load=load, **equal)
+        if found is None:
+            raise NotFoundError(
+                f"No {self._info.name} matches {self._criteria(where, equal)}.",
+                model=self._info.name,
+            )
+        return found
+
+    async def list(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | None = None,
+        offset: int | None = None,
+        limit: int | None = None,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> builtins.list[ModelT]:
+        """Return the rows matching the criteria, ordered by ``order_by`` (default: primary key).
+
+        Args:
+            where: SQLAlchemy expressions, e.g. ``Hero.age > 30``.
+            order_by: A column or expression, or a sequence of them (``Hero.age.desc()``).
+            offset: Rows to skip.
+            limit: Most rows to return.
+            load: Relationships to load eagerly.
+            equal: Column equality filters, e.g. ``team_id=1``.
+
+        Raises:
+            InvalidDataError: ``offset`` or ``limit`` is negative, or a keyword is not a column.
+        """
+        _check_count("offset", offset)
+        _check_count("limit", limit)
+        return await self._select(
+            *where,
+            *self._equality(equal),
+            load=load,
+            order_by=order_by,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def count(self, *where: Where, **equal: Any) -> int:
+        """Return how many rows match the criteria (all rows when none are given)."""
+        statement = select(func.count()).select_from(self.model)
+        statement = statement.where(*where, *self._equality(equal))
+        async with self._guard():
+            return (await self.session.exec(statement)).one()
+
+    async def exists(self, *where: Where, **equal: Any) -> bool:
+        """Return whether any row matches the criteria; stops at the first match."""
+        condition = exists().select_from(self.model).where(*where, *self._equality(equal))
+        async with self._guard():
+            return bool((await self.session.exec(select(condition))).one())
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def create(self, data: ModelT | BaseModel | Mapping[str, Any]) -> ModelT:
+        """Insert one row and return it with its primary key and server defaults loaded.
+
+        Args:
+            data: A model instance, a schema such as ``HeroCreate`` (validated with
+                ``Hero.model_validate``), or a mapping of field values.
+
+        Raises:
+            InvalidDataError: a field is unknown to the model, or a value fails validation.
+            UniqueViolationError, ForeignKeyViolationError, NotNullViolationError,
+            CheckViolationError: the database refused the row.
+        """
+        instance = self._to_instance(data)
+        async with self._guard():
+            self.session.add(instance)
+            await self.session.flush()
+            await self._load_unloaded([instance])
+        return instance
+
+    async def add_many(
+        self, items: Iterable[ModelT | BaseModel | Mapping[str, Any]]
+    ) -> builtins.list[ModelT]:
+        """Insert many rows in one flush and return them, keys and server defaults loaded.
+
+        On PostgreSQL, MariaDB and SQLite the INSERTs are batched with RETURNING.
+
+        Raises:
+            InvalidDataError: an item has an unknown field or an invalid value.
+            ConflictError: the database refused a row (none of the batch is kept).
+        """
+        instances = [self._to_instance(item) for item in items]
+        if not instances:
+            return []
+        async with self._guard():
+            self.session.add_all(instances)
+            await self.session.flush()
+            await self._load_unloaded(instances)
+        return instances
+
+    async def update(self, target: ModelT | Any, data: BaseModel | Mapping[str, Any]) -> ModelT:
+        """Change the fields given in ``data`` and return the updated object.
+
+        Partial update: a schema contributes only the fields that were set
+        (``model_dump(exclude_unset=True)``); a mapping contributes all its keys. Values are
+        validated against the model's field types first.
+
+        Args:
+            target: The object, or its primary key.
+            data: A schema such as ``HeroUpdate``, or a mapping of field values.
+
+        Raises:
+            NotFoundError: ``target`` is a key with no row.
+            InvalidDataError: a field is unknown to the model, or a value fails validation.
+            ConflictError: the database refused the change.
+        """
+        values = self._update_values(data)
+        instance = await self._instance(target)
+        async with self._guard():
+            instance.sqlmodel_update(values)
+            await self.session.flush()
+            await self._load_unloaded([instance])
+        return instance
+
+    async def delete(self, target: ModelT | Any) -> None:
+        """Delete one row, given the object or its primary key.
+
+        Raises:
+            NotFoundError: ``target`` is a key with no row.
+            ForeignKeyViolationError: other rows still reference it.
+        """
+        instance = await self._instance(target)
+        async with self._guard():
+            await self.session.delete(instance)
+            await self.session.flush()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    async def _select(
+        self,
+        *where: Where,
+        load: Sequence[LoadSpec] = (),
+        order_by: OrderBy | Sequence[OrderBy] | None = None,
+        offset: int | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ModelT]:
+        statement = select(self.model).where(*where)
+        if load:
+            statement = statement.options(*eager(*load, model=self.model))
+        if order_by is None:
+            statement = statement.order_by(*self._info.primary_key)
+        elif isinstance(order_by, (builtins.list, tuple)):
+            statement = statement.order_by(*order_by)
+        else:
+            statement = statement.order_by(order_by)
+        if offset:
+            statement = statement.offset(offset)
+        if limit is not None:
+            statement = statement.limit(limit)
+        async with self._guard():
+            result = await self.session.exec(statement)
+            if has_joined(load):
+                result = result.unique()
+            return builtins.list(result.all())
+
+    def _equality(self, equal: Mapping[str, Any]) -> builtins.list[ColumnElement[bool]]:
+        unknown = sorted(set(equal) - self._info.columns)
+        if unknown:
+            raise InvalidDataError(
+                f"{self._info.name} has no column {', '.join(map(repr, unknown))} to filter on. "
+                f"Its columns are: {', '.join(sorted(self._info.columns))}."
+            )
+        return [getattr(self.model, key) == value for key, value in equal.items()]
+
+    def _criteria(self, where: Sequence[Where], equal: Mapping[str, Any]) -> str:
+        parts = [str(w) for w in where] + [f"{k}={v!r}" for k, v in equal.items()]
+        return " and ".join(parts) if parts else "(no criteria)"
+
+    def _not_found(self, ident: Any) -> NotFoundError:
+        return NotFoundError(
+            f"{self._info.name} with {self._info.describe_ident(ident)} does not exist.",
+            model=self._info.name,
+            ident=ident,
+        )
+
+    def _key_of(self, row: ModelT) -> Any:
+        identity = inspect(row).identity
+        assert identity is not None
+        return identity[0] if len(identity) == 1 else tuple(identity)
+
+    def _normal_key(self, key: Any) -> Any:
+        return tuple(key) if len(self._info.primary_key) > 1 else key
+
+    async def _instance(self, target: ModelT | Any) -> ModelT:
+        if isinstance(target, self.model):
+            return target
+        return await self.get_one(target)
+
+    def _to_instance(self, data: ModelT | BaseModel | Mapping[str, Any]) -> ModelT:
+        if isinstance(data, self.model):
+            return data
+        if isinstance(data, BaseModel):
+            self._check_fields(type(data).model_fields)
+        elif isinstance(data, Mapping):
+            self._check_fields(data)
+        else:
+            raise InvalidDataError(
+                f"Cannot make a {self._info.name} from {type(data).__name__}: pass a "
+                f"{self._info.name}, a pydantic/SQLModel schema, or a mapping of field values."
+            )
+        try:
+            return self.model.model_validate(data)
+        except PydanticValidationError as exc:
+            raise InvalidDataError(f"Invalid data for {self._info.name}: {exc}") from exc
+
+    def _update_values(self, data: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(data, BaseModel):
+            raw = data.model_dump(exclude_unset=True)
+        elif isinstance(data, Mapping):
+            raw = dict(data)
+        else:
+            raise InvalidDataError(
+                f"Cannot update a {self._info.name} from {type(data).__name__}: pass a "
+                "pydantic/SQLModel schema or a mapping of field values."
+            )
+        self._check_fields(raw)
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            try:
+                values[key] = self._info.adapter(key).validate_python(value)
+            except PydanticValidationError as exc:
+                raise InvalidDataError(
+                    f"Invalid value for {self._info.name}.{key}: {exc.errors()[0]['msg']}."
+                ) from exc
+        return values
+
+    def _check_fields(self, keys: Iterable[str]) -> None:
+        unknown = sorted(set(keys) - self._info.fields)
+        if unknown:
+            raise InvalidDataError(
+                f"{self._info.name} has no field {', '.join(map(repr, unknown))}. "
+                f"Its fields are: {', '.join(sorted(self._info.fields))}."
+            )
+
+    async def _load_unloaded(self, instances: Sequence[ModelT]) -> None:
+        """Read back column values the flush left unloaded (server defaults without RETURNING)."""
+        for instance in instances:
+            state = inspect(instance)
+            missing = [key for key in state.unloaded if key in self._info.columns]
+            if missing:
+                await self.session.refresh(instance, attribute_names=missing)
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn session-state errors into :class:`TransactionError` with the way out."""
+        try:
+            yield
+        except PendingRollbackError as exc:
+            raise TransactionError(
+                "The transaction failed earlier and must be rolled back before this session can "
+                "be used again: await uow.rollback() (or session.rollback()). To recover from an "
+                "expected failure and go on, run the risky step inside uow.savepoint()."
+            ) from exc
+        except InvalidRequestError as exc:
+            if "permanently closed" not in str(exc):
+                raise
+            raise TransactionError(
+                "This repository's session is closed: its unit of work has ended. Open a new "
+                "unit of work (async with db.unit_of_work() as uow) and get a repository from it."
+            ) from exc
+
+
+def _check_count(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidDataError(f"{name} must be a whole number >= 0, got {value!r}.")

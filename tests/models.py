@@ -1,0 +1,76 @@
+"""Models the test suite runs on; table names are prefixed so they never meet a user's tables."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, text
+from sqlmodel import Field, Relationship, SQLModel
+
+metadata = SQLModel.metadata
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "hr_team"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    headquarters: str = Field(default="", max_length=200)
+
+    heroes: list["Hero"] = Relationship(back_populates="team")
+
+
+class Hero(SQLModel, table=True):
+    __tablename__ = "hr_hero"
+    __table_args__ = (CheckConstraint("age IS NULL OR age >= 0", name="ck_hr_hero_age"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, index=True)
+    secret_name: str = Field(max_length=100)
+    age: int | None = None
+    team_id: int | None = Field(default=None, foreign_key="hr_team.id")
+    status: str | None = Field(
+        default=None, max_length=20, sa_column_kwargs={"server_default": text("'active'")}
+    )
+    created_at: datetime | None = Field(
+        default=None, sa_column_kwargs={"server_default": text("CURRENT_TIMESTAMP")}
+    )
+
+    team: Team | None = Relationship(back_populates="heroes")
+    powers: list["Power"] = Relationship(back_populates="hero")
+
+
+class Power(SQLModel, table=True):
+    __tablename__ = "hr_power"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    hero_id: int = Field(foreign_key="hr_hero.id")
+
+    hero: Hero = Relationship(back_populates="powers")
+
+
+class Note(SQLModel, table=True):
+    """Free text and wide integers, for round-trip property tests."""
+
+    __tablename__ = "hr_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    body: str = Field(max_length=255)
+    number: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class HeroCreate(SQLModel):
+    name: str
+    secret_name: str
+    age: int | None = None
+    team_id: int | None = None
+
+
+class HeroUpdate(SQLModel):
+    name: str | None = None
+    secret_name: str | None = None
+    age: int | None = None
+    team_id: int | None = None
+
+
+class NotATable(SQLModel):
+    name: str
