@@ -62,7 +62,7 @@ def parse_url(url: str | URL) -> URL:
         )
     try:
         return make_url(url.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         # The text may hold a password, so it is neither shown nor chained.
         raise ConfigurationError(
             "Could not parse the database URL (not shown, as it may contain a password). "

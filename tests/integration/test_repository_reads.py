@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pytest
+
+from herorepo import (
+    ConfigurationError,
+    Database,
+    InvalidDataError,
+    MultipleResultsError,
+    NotFoundError,
+    Repository,
+)
+
+from ..models import Hero, NotATable, Team
+from .helpers import seed
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_get_returns_the_row_or_none(db: Database) -> None:
+    ids = await seed(db)
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        hero = await heroes.get(ids["Deadpond"])
+        assert hero is not None
+        assert (hero.name, hero.secret_name, hero.age) == ("Deadpond", "Dive Wilson", 30)
+        assert await heroes.get(-1) is None
+
+
+async def test_get_one_raises_not_found_naming_model_and_key(db: Database) -> None:
+    async with db.session() as session:
+        with pytest.raises(NotFoundError) as caught:
+            await Repository(session, Hero).get_one(12345)
+    assert str(caught.value) == "Hero with id=12345 does not exist."
+    assert caught.value.model == "Hero"
+    assert caught.value.ident == 12345
+    assert isinstance(caught.value, LookupError)
+
+
+async def test_get_many_keeps_the_order_given_and_skips_missing(db: Database) -> None:
+    ids = await seed(db)
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        wanted = [ids["Rusty-Man"], -5, ids["Deadpond"], ids["Rusty-Man"]]
+        found = await heroes.get_many(wanted)
+        assert [h.name for h in found] == ["Rusty-Man", "Deadpond"]
+        assert await heroes.get_many([]) == []
+
+
+async def test_find_returns_one_or_none_and_refuses_several(db: Database) -> None:
+    await seed(db)
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        found = await heroes.find(name="Deadpond")
+        assert found is not None
+        assert found.secret_name == "Dive Wilson"
+        assert await heroes.find(Hero.age > 100) is None
+        with pytest.raises(MultipleResultsError, match="More than one Hero"):
+            await heroes.find(Hero.age > 1)
+
+
+async def test_find_one_raises_not_found(db: Database) -> None:
+    await seed(db)
+    async with db.session() as session:
+        with pytest.raises(NotFoundError, match="No Hero matches name='Nobody'"):
+            await Repository(session, Hero).find_one(name="Nobody")
+
+
+async def test_list_filters_orders_and_pages(db: Database) -> None:
+    ids = await seed(db)
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        assert [h.name for h in await heroes.list()] == ["Deadpond", "Spider-Boy", "Rusty-Man"]
+        assert [h.name for h in await heroes.list(order_by=Hero.name)] == [
+            "Deadpond",
+            "Rusty-Man",
+            "Spider-Boy",
+        ]
+        assert [h.name for h in await heroes.list(Hero.age > 29, order_by=Hero.age.desc())] == [
+            "Rusty-Man",
+            "Deadpond",
+        ]
+        by_team = await heroes.list(team_id=ids["Avengers"], order_by=[Hero.name])
+        assert [h.name for h in by_team] == ["Rusty-Man", "Spider-Boy"]
+        assert [h.name for h in await heroes.list(age=None)] == ["Spider-Boy"]
+        page = await heroes.list(order_by=Hero.name, offset=1, limit=1)
+        assert [h.name for h in page] == ["Rusty-Man"]
+        assert await heroes.list(limit=0) == []
+
+
+async def test_count_and_exists(db: Database) -> None:
+    ids = await seed(db)
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        assert await heroes.count() == 3
+        assert await heroes.count(Hero.age >= 30) == 2
+        assert await heroes.count(team_id=ids["Avengers"]) == 2
+        assert await heroes.exists(name="Deadpond") is True
+        assert await heroes.exists(Hero.age > 100) is False
+        assert await Repository(session, Team).count(name="Nobody") == 0
+
+
+@pytest.mark.parametrize("method", ["list", "count", "exists", "find"])
+async def test_unknown_filter_keyword_is_a_clear_error(db: Database, method: str) -> None:
+    async with db.session() as session:
+        heroes = Repository(session, Hero)
+        with pytest.raises(InvalidDataError, match="Hero has no column 'nmae'.*name, secret_name"):
+            await getattr(heroes, method)(nmae="Deadpond")
+
+
+@pytest.mark.parametrize(("name", "value"), [("offset", -1), ("limit", -3), ("limit", 2.5)])
+async def test_negative_offset_or_limit_is_refused(db: Database, name: str, value: object) -> None:
+    async with db.session() as session:
+        with pytest.raises(InvalidDataError, match=f"{name} must be a whole number >= 0"):
+            await Repository(session, Hero).list(**{name: value})  # type: ignore[arg-type]
+
+
+async def test_subclass_takes_the_model_from_its_type_parameter(db: Database) -> None:
+    class HeroRepository(Repository[Hero]):
+        async def adults(self) -> list[Hero]:
+            return await self.list(Hero.age >= 18, order_by=Hero.name)
+
+    await seed(db)
+    async with db.session() as session:
+        heroes = HeroRepository(session)
+        assert heroes.model is Hero
+        assert [h.name for h in await heroes.adults()] == ["Deadpond", "Rusty-Man"]
+        assert repr(heroes) == "<HeroRepository of Hero>"
+
+
+async def test_repository_needs_a_table_model(db: Database) -> None:
+    async with db.session() as session:
+        with pytest.raises(ConfigurationError, match="NotATable is not a table model"):
+            Repository(session, NotATable)
+        with pytest.raises(ConfigurationError, match="Repository needs a model"):
+            Repository(session)
+        with pytest.raises(ConfigurationError, match="not a SQLModel model class"):
+            Repository(session, int)  # type: ignore[type-var]

@@ -1,0 +1,157 @@
+"""Writes run on four variants: SQLite, PostgreSQL, MariaDB, and MariaDB without RETURNING
+(which is how MySQL 8 behaves)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import inspect
+
+from herorepo import Database, InvalidDataError, NotFoundError, Repository
+
+from ..models import Hero, HeroCreate, HeroUpdate, Team
+from .helpers import hero_rows, seed
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_create_from_instance_schema_and_mapping(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        one = await heroes.create(Hero(name="Deadpond", secret_name="Dive Wilson"))
+        two = await heroes.create(HeroCreate(name="Spider-Boy", secret_name="Pedro Parqueador"))
+        three = await heroes.create({"name": "Rusty-Man", "secret_name": "Tommy Sharp", "age": 48})
+    rows = await hero_rows(write_db)
+    assert [r["name"] for r in rows] == ["Deadpond", "Spider-Boy", "Rusty-Man"]
+    assert [one.id, two.id, three.id] == [r["id"] for r in rows]
+    assert three.age == 48
+
+
+async def test_created_object_has_key_and_server_defaults_after_the_transaction(
+    write_db: Database,
+) -> None:
+    async with write_db.unit_of_work() as uow:
+        hero = await uow.repository(Hero).create({"name": "Deadpond", "secret_name": "Dive"})
+    # The unit of work has ended and its session is closed: nothing here may need SQL.
+    assert isinstance(hero.id, int)
+    assert hero.status == "active"
+    assert isinstance(hero.created_at, datetime)
+    assert not inspect(hero).unloaded - {"team", "powers"}
+
+
+async def test_add_many_returns_every_row_loaded(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = await uow.repository(Hero).add_many(
+            [{"name": f"Hero {i}", "secret_name": f"Secret {i}", "age": i} for i in range(25)]
+        )
+        assert await uow.repository(Hero).add_many([]) == []
+    assert [h.age for h in heroes] == list(range(25))
+    assert len({h.id for h in heroes}) == 25
+    assert all(h.status == "active" and h.created_at is not None for h in heroes)
+    assert [r["id"] for r in await hero_rows(write_db)] == [h.id for h in heroes]
+
+
+async def test_create_refuses_unknown_fields_and_invalid_values(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        with pytest.raises(InvalidDataError, match="Hero has no field 'power'"):
+            await heroes.create({"name": "X", "secret_name": "Y", "power": "flight"})
+        with pytest.raises(InvalidDataError, match="Invalid data for Hero") as caught:
+            await heroes.create({"name": "X", "secret_name": "Y", "age": "old"})
+        assert "age" in str(caught.value)
+        with pytest.raises(InvalidDataError, match="Cannot make a Hero from int"):
+            await heroes.create(42)  # type: ignore[arg-type]
+    assert await hero_rows(write_db) == []
+
+
+async def test_update_changes_only_the_fields_set(write_db: Database) -> None:
+    ids = await seed(write_db)
+    before = {r["id"]: r for r in await hero_rows(write_db)}
+    async with write_db.unit_of_work() as uow:
+        hero = await uow.repository(Hero).update(ids["Deadpond"], HeroUpdate(age=31))
+        assert hero.age == 31
+    after = {r["id"]: r for r in await hero_rows(write_db)}
+    changed = after[ids["Deadpond"]]
+    assert changed["age"] == 31
+    unchanged = {k: v for k, v in changed.items() if k != "age"}
+    assert unchanged == {k: v for k, v in before[ids["Deadpond"]].items() if k != "age"}
+    assert {k: v for k, v in after.items() if k != ids["Deadpond"]} == {
+        k: v for k, v in before.items() if k != ids["Deadpond"]
+    }
+
+
+async def test_update_can_set_a_field_to_none_and_takes_instances(write_db: Database) -> None:
+    ids = await seed(write_db)
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        hero = await heroes.get_one(ids["Rusty-Man"])
+        updated = await heroes.update(hero, {"age": None, "name": "Rusty"})
+        assert updated is hero
+    rows = {r["id"]: r for r in await hero_rows(write_db)}
+    assert rows[ids["Rusty-Man"]]["age"] is None
+    assert rows[ids["Rusty-Man"]]["name"] == "Rusty"
+
+
+async def test_update_coerces_values_like_the_model_does(write_db: Database) -> None:
+    ids = await seed(write_db)
+    async with write_db.unit_of_work() as uow:
+        hero = await uow.repository(Hero).update(ids["Deadpond"], {"age": "33"})
+        assert hero.age == 33
+
+
+async def test_update_refuses_unknown_fields_and_bad_values(write_db: Database) -> None:
+    ids = await seed(write_db)
+    before = await hero_rows(write_db)
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        with pytest.raises(InvalidDataError, match="Hero has no field 'nmae'"):
+            await heroes.update(ids["Deadpond"], {"nmae": "typo"})
+        with pytest.raises(InvalidDataError, match=r"Invalid value for Hero\.age"):
+            await heroes.update(ids["Deadpond"], {"age": "old"})
+        with pytest.raises(InvalidDataError, match=r"Invalid value for Hero\.name"):
+            await heroes.update(ids["Deadpond"], {"name": "x" * 101})
+    assert await hero_rows(write_db) == before
+
+
+async def test_update_of_a_missing_id_is_not_found(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        with pytest.raises(NotFoundError, match="Hero with id=999 does not exist"):
+            await uow.repository(Hero).update(999, {"age": 1})
+
+
+async def test_delete_by_id_and_by_instance(write_db: Database) -> None:
+    ids = await seed(write_db)
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        await heroes.delete(ids["Deadpond"])
+        await heroes.delete(await heroes.get_one(ids["Spider-Boy"]))
+    assert [r["name"] for r in await hero_rows(write_db)] == ["Rusty-Man"]
+
+
+async def test_deleting_twice_is_not_found(write_db: Database) -> None:
+    ids = await seed(write_db)
+    async with write_db.unit_of_work() as uow:
+        await uow.repository(Hero).delete(ids["Deadpond"])
+    async with write_db.unit_of_work() as uow:
+        with pytest.raises(NotFoundError):
+            await uow.repository(Hero).delete(ids["Deadpond"])
+
+
+async def test_repositories_flush_but_never_commit(write_db: Database) -> None:
+    async with write_db.session() as session:
+        hero = await Repository(session, Hero).create({"name": "Ghost", "secret_name": "Boo"})
+        assert hero.id is not None
+        assert await hero_rows(write_db) == []  # not visible to other connections
+        await session.rollback()
+    assert await hero_rows(write_db) == []
+
+
+async def test_team_update_and_delete_with_relationship_not_loaded(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        team = await uow.repository(Team).create({"name": "Solo"})
+        renamed = await uow.repository(Team).update(team, {"headquarters": "Nowhere"})
+        assert renamed.headquarters == "Nowhere"
+        await uow.repository(Team).delete(team)
+    async with write_db.session() as session:
+        assert await Repository(session, Team).count() == 0
