@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -52,4 +54,5 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) on src/ and the typing tests."""
     _install(session, "typecheck")
     session.run("mypy")
-    session.run("pyright")
+    # pyright does not find the session's packages by itself.
+    session.run("pyright", "--pythonpath", str(Path(session.bin) / "python"))

@@ -126,7 +126,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         availability = _availability.get(name)
         if availability is None:
             continue
-        lines.append(f"{name}: ran" if availability.ok else f"{name}: SKIPPED ({availability.reason})")
+        lines.append(
+            f"{name}: ran" if availability.ok else f"{name}: SKIPPED ({availability.reason})"
+        )
     terminalreporter.write_sep("-", "herorepo backends")
     for line in lines:
         terminalreporter.write_line(line)

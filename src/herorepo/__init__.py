@@ -48,8 +48,8 @@ __all__ = [
     "NotNullViolationError",
     "Repository",
     "TransactionError",
-    "UnitOfWork",
     "UniqueViolationError",
+    "UnitOfWork",
     "__version__",
     "create_engine",
     "create_sessionmaker",
@@ -57,11 +57,13 @@ __all__ = [
     "joined",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) or callable(_obj):
-        try:
-            _obj.__module__ = "herorepo"
-        except (AttributeError, TypeError):  # pragma: no cover - builtins refuse
-            pass
-del _name, _obj
+
+def _present_as_public() -> None:
+    # Reprs and tracebacks say herorepo.Repository, not herorepo._repository.Repository.
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) or callable(obj):
+            obj.__module__ = __name__
+
+
+_present_as_public()

@@ -93,7 +93,10 @@ class EngineConfig:
             "pool_pre_ping": backend != "sqlite",
         }
         given = {f.name: getattr(self, f.name) for f in fields(self) if f.name in defaults}
-        return {name: default if given[name] is None else given[name] for name, default in defaults.items()}
+        return {
+            name: default if given[name] is None else given[name]
+            for name, default in defaults.items()
+        }
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:

@@ -4,7 +4,7 @@
 
     HeroRepoError
      ├─ ConfigurationError         bad URL, driver, engine setting or model; raised at construction
-     ├─ NotFoundError              a row asked for by key or criteria does not exist (also a LookupError)
+     ├─ NotFoundError              no row has the key or matches the criteria (also a LookupError)
      ├─ MultipleResultsError       a single-row read matched more than one row
      ├─ InvalidDataError           data for create/update does not fit the model (also a ValueError)
      ├─ LoadError                  a relationship was not loaded, or a load spec is wrong
@@ -99,11 +99,11 @@ class InvalidLoadError(LoadError, ValueError):
 
 
 class TransactionError(HeroRepoError):
-    """A unit of work was used wrongly, or its transaction failed earlier and must be rolled back."""
+    """A unit of work was used wrongly, or its failed transaction must be rolled back first."""
 
 
 class ConflictError(HeroRepoError):
-    """An integrity constraint failed; the statement and the transaction's later work did not happen.
+    """An integrity constraint failed: the statement did not happen.
 
     Attributes:
         constraint: The constraint name, where the driver reports it.
@@ -219,7 +219,9 @@ _SQLITE_PREFIXES: dict[str, type[ConflictError]] = {
 _MYSQL_KEY = re.compile(r"for key '([^']+)'")
 _MYSQL_FK = re.compile(r"\(`[^`]*`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY \(`([^`]+)`")
 _MYSQL_COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")
-_MYSQL_CHECK = re.compile(r"(?:CONSTRAINT `([^`]+)` failed for `[^`]*`\.`([^`]+)`|constraint '([^']+)')")
+_MYSQL_CHECK = re.compile(
+    r"(?:CONSTRAINT `([^`]+)` failed for `[^`]*`\.`([^`]+)`|constraint '([^']+)')"
+)
 
 
 def _from_postgres(orig: BaseException) -> _Violation | None:
@@ -282,7 +284,7 @@ _BY_DIALECT = {"postgresql": _from_postgres, "mysql": _from_mysql, "sqlite": _fr
 
 
 def classify(dialect_name: str, orig: BaseException) -> ConflictError | None:
-    """Return the herorepo error for a driver exception, or ``None`` if it is not one we can name."""
+    """Return the herorepo error for a driver exception, or ``None`` if we cannot name it."""
     reader = _BY_DIALECT.get("mysql" if dialect_name == "mariadb" else dialect_name)
     violation = reader(orig) if reader else None
     if violation is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import greenlet
 from sqlalchemy import event, inspect
@@ -25,13 +25,17 @@ from sqlalchemy.orm import (
     joinedload,
     selectinload,
 )
-from sqlalchemy.orm.strategy_options import _AbstractLoad
 from sqlmodel import Session
 
 from ._errors import InvalidLoadError, LazyLoadError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import ORMExecuteState
+
+    # What selectinload() and joinedload() return; SQLAlchemy has no public name for it.
+    from sqlalchemy.orm.strategy_options import (
+        _AbstractLoad,  # pyright: ignore[reportPrivateUsage]
+    )
 
 __all__ = ["GuardedSession", "LoadSpec", "eager", "joined"]
 
@@ -43,11 +47,11 @@ class Joined:
     path: tuple[QueryableAttribute[Any] | str, ...]
 
 
-LoadPath = Union[QueryableAttribute[Any], str, tuple[Union[QueryableAttribute[Any], str], ...]]
+LoadPath = QueryableAttribute[Any] | str | tuple[QueryableAttribute[Any] | str, ...]
 """One relationship (``Team.heroes``), a chain (``(Team.heroes, Hero.powers)``), or a dotted name
 (``"heroes.powers"``)."""
 
-LoadSpec = Union[LoadPath, Joined]
+LoadSpec = LoadPath | Joined
 """What ``load=`` takes: a :data:`LoadPath` (selectin) or a :func:`joined` chain."""
 
 
@@ -126,7 +130,7 @@ def _resolve_chain(
 
 
 def _mapper_of(model: type[Any]) -> Mapper[Any]:
-    mapper = inspect(model, raiseerr=False)
+    mapper: Mapper[Any] | None = inspect(model, raiseerr=False)
     if not isinstance(mapper, Mapper):
         raise InvalidLoadError(f"{model!r} is not a mapped table model.")
     return mapper
@@ -177,7 +181,7 @@ def _relationship_attribute(
 
 
 class GuardedSession(Session):
-    """The sync session behind herorepo's ``AsyncSession``; refuses implicit IO outside ``await``."""
+    """The sync session behind herorepo's ``AsyncSession``; refuses IO outside ``await``."""
 
 
 def _in_async_bridge() -> bool:

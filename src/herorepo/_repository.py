@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from functools import lru_cache
-from typing import Any, Generic, TypeVar, get_args, get_origin
+from typing import Any, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, exists, func, inspect, tuple_
+from sqlalchemy import ColumnElement, false, func, inspect, select, true, tuple_
 from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlalchemy.orm import Mapper
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._errors import (
@@ -40,7 +40,7 @@ class _ModelInfo:
     """What a repository needs to know about a model, computed once per model."""
 
     def __init__(self, model: type[SQLModel]) -> None:
-        mapper = inspect(model, raiseerr=False)
+        mapper: Mapper[Any] | None = inspect(model, raiseerr=False)
         if not isinstance(mapper, Mapper) or getattr(model, "__table__", None) is None:
             raise ConfigurationError(
                 f"{model.__name__} is not a table model, so it has no table to query. "
@@ -69,9 +69,14 @@ class _ModelInfo:
         return f"({', '.join(self.pk_names)})={ident!r}"
 
 
-@lru_cache(maxsize=None)
+_INFO: dict[type[SQLModel], _ModelInfo] = {}
+
+
 def _info(model: type[SQLModel]) -> _ModelInfo:
-    return _ModelInfo(model)
+    info = _INFO.get(model)
+    if info is None:
+        info = _INFO[model] = _ModelInfo(model)
+    return info
 
 
 class Repository(Generic[ModelT]):
@@ -113,7 +118,7 @@ class Repository(Generic[ModelT]):
         if not isinstance(chosen, type) or not issubclass(chosen, SQLModel):
             raise ConfigurationError(f"{chosen!r} is not a SQLModel model class.")
         self._info = _info(chosen)
-        self.model = chosen
+        self.model = cast("type[ModelT]", chosen)
         self.session = session
 
     def __repr__(self) -> str:
@@ -249,15 +254,15 @@ class Repository(Generic[ModelT]):
     async def count(self, *where: Where, **equal: Any) -> int:
         """Return how many rows match the criteria (all rows when none are given)."""
         statement = select(func.count()).select_from(self.model)
-        statement = statement.where(*where, *self._equality(equal))
+        statement = statement.where(*_clauses(where), *self._equality(equal))
         async with self._guard():
-            return (await self.session.exec(statement)).one()
+            return (await _execute(self.session, statement)).scalar_one()
 
     async def exists(self, *where: Where, **equal: Any) -> bool:
         """Return whether any row matches the criteria; stops at the first match."""
-        condition = exists().select_from(self.model).where(*where, *self._equality(equal))
+        condition = select(self.model).where(*_clauses(where), *self._equality(equal)).exists()
         async with self._guard():
-            return bool((await self.session.exec(select(condition))).one())
+            return bool((await _execute(self.session, select(condition))).scalar_one())
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -346,21 +351,21 @@ class Repository(Generic[ModelT]):
         offset: int | None = None,
         limit: int | None = None,
     ) -> builtins.list[ModelT]:
-        statement = select(self.model).where(*where)
+        statement = select(self.model).where(*_clauses(where))
         if load:
             statement = statement.options(*eager(*load, model=self.model))
         if order_by is None:
             statement = statement.order_by(*self._info.primary_key)
         elif isinstance(order_by, (builtins.list, tuple)):
-            statement = statement.order_by(*order_by)
+            statement = statement.order_by(*cast("Sequence[Any]", order_by))
         else:
-            statement = statement.order_by(order_by)
+            statement = statement.order_by(cast("Any", order_by))
         if offset:
             statement = statement.offset(offset)
         if limit is not None:
             statement = statement.limit(limit)
         async with self._guard():
-            result = await self.session.exec(statement)
+            result = (await _execute(self.session, statement)).scalars()
             if has_joined(load):
                 result = result.unique()
             return builtins.list(result.all())
@@ -453,7 +458,7 @@ class Repository(Generic[ModelT]):
                 await self.session.refresh(instance, attribute_names=missing)
 
     @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
+    async def _guard(self) -> AsyncGenerator[None, None]:
         """Turn session-state errors into :class:`TransactionError` with the way out."""
         try:
             yield
@@ -472,7 +477,18 @@ class Repository(Generic[ModelT]):
             ) from exc
 
 
-def _check_count(name: str, value: int | None) -> None:
+# SQLAlchemy's own execute(): SQLModel overrides it only to add a deprecation warning that
+# points users to exec(), whose result types do not fit a generic repository.
+_execute = SAAsyncSession.execute
+
+
+def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
+    # SQLModel's where() takes plain bools (a comparison mypy typed as bool); SQLAlchemy's wants
+    # clauses. A literal True adds nothing; a literal False matches nothing.
+    return [true() if w is True else false() if w is False else w for w in where]
+
+
+def _check_count(name: str, value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -137,7 +137,7 @@ class UnitOfWork:
         await self.session.rollback()
 
     @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
+    async def savepoint(self) -> AsyncGenerator[None, None]:
         """Run a block in a SAVEPOINT: an exception undoes only the block, then propagates.
 
         ::

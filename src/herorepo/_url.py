@@ -33,7 +33,9 @@ _DRIVERS: dict[Backend, _Driver] = {
     "postgresql": _Driver(
         "postgresql", "asyncpg", "asyncpg", "postgresql+asyncpg://user:password@host:5432/dbname"
     ),
-    "mysql": _Driver("mysql", "aiomysql", "aiomysql", "mysql+aiomysql://user:password@host:3306/dbname"),
+    "mysql": _Driver(
+        "mysql", "aiomysql", "aiomysql", "mysql+aiomysql://user:password@host:3306/dbname"
+    ),
 }
 
 # Dialect names a user may write, and the backend each one means.
@@ -55,7 +57,8 @@ def parse_url(url: str | URL) -> URL:
     """Parse ``url`` into a SQLAlchemy URL, or raise a :class:`ConfigurationError` that hides it."""
     if isinstance(url, URL):
         return url
-    if not isinstance(url, str) or not url.strip():
+    given: object = url  # checked at runtime too: untyped callers pass None from os.environ
+    if not isinstance(given, str) or not given.strip():
         raise ConfigurationError(
             "The database URL is empty. Give one such as "
             f"{_DRIVERS['postgresql'].example!r} or 'sqlite+aiosqlite:///:memory:'."

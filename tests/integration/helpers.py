@@ -19,7 +19,9 @@ async def hero_rows(db: Database) -> list[dict[str, Any]]:
 
 async def team_names(db: Database) -> list[str]:
     async with db.engine.connect() as connection:
-        result = await connection.execute(select(Team.__table__.c.name).order_by(Team.__table__.c.name))  # type: ignore[attr-defined]
+        result = await connection.execute(
+            select(Team.__table__.c.name).order_by(Team.__table__.c.name)
+        )  # type: ignore[attr-defined]
         return [row[0] for row in result]
 
 

@@ -104,7 +104,7 @@ async def test_count_and_exists(db: Database) -> None:
 async def test_unknown_filter_keyword_is_a_clear_error(db: Database, method: str) -> None:
     async with db.session() as session:
         heroes = Repository(session, Hero)
-        with pytest.raises(InvalidDataError, match="Hero has no column 'nmae'.*name, secret_name"):
+        with pytest.raises(InvalidDataError, match=r"Hero has no column 'nmae'.*name, secret_name"):
             await getattr(heroes, method)(nmae="Deadpond")
 
 

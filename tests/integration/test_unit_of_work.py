@@ -45,9 +45,8 @@ async def test_savepoint_rolls_back_only_its_block(db: Database) -> None:
 
 
 async def test_savepoint_that_succeeds_is_kept(db: Database) -> None:
-    async with db.unit_of_work() as uow:
-        async with uow.savepoint():
-            await uow.repository(Team).create({"name": "Inner"})
+    async with db.unit_of_work() as uow, uow.savepoint():
+        await uow.repository(Team).create({"name": "Inner"})
     assert await team_names(db) == ["Inner"]
 
 

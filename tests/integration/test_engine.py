@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from herorepo import Database, EngineConfig, Repository, UniqueViolationError
+
+from ..conftest import CONNECT_ARGS, backend_url, require
+from ..models import Team, metadata
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_sessions_are_sqlmodel_async_sessions(db: Database) -> None:
+    async with db.session() as session:
+        assert isinstance(session, AsyncSession)
+        session.add(Team(name="Avengers"))
+        await session.commit()
+        team = (await session.exec(select(Team))).one()
+    assert team.name == "Avengers"  # expire_on_commit=False: still readable after commit
+
+
+async def test_a_closed_session_cannot_be_reused_by_accident(db: Database) -> None:
+    async with db.session() as session:
+        pass
+    with pytest.raises(Exception, match="permanently closed"):
+        await session.exec(select(Team))
+
+
+async def test_plain_url_reaches_the_server(backend: str) -> None:
+    plain = (
+        backend_url(backend)
+        .replace("+asyncpg", "")
+        .replace("+aiomysql", "")
+        .replace("+aiosqlite", "")
+    )
+    async with Database(plain, connect_args=CONNECT_ARGS[backend]) as db:
+        async with db.engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def test_context_manager_disposes_the_pool(backend: str) -> None:
+    async with Database(backend_url(backend), connect_args=CONNECT_ARGS[backend]) as db:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        assert db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    assert db.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+async def test_server_backends_pre_ping_by_default(db: Database) -> None:
+    assert db.engine.pool._pre_ping is (db.backend != "sqlite")
+
+
+@pytest.mark.mysql
+async def test_mysql_connections_use_utf8mb4() -> None:
+    require("mysql")
+    async with Database(backend_url("mysql"), connect_args=CONNECT_ARGS["mysql"]) as db:
+        async with db.engine.connect() as connection:
+            charset = (await connection.execute(text("SELECT @@character_set_connection"))).scalar()
+        assert charset == "utf8mb4"
+        assert db.engine.pool._recycle == 1800
+
+
+async def test_sqlite_file_settings(sqlite_path: Path) -> None:
+    config = EngineConfig(sqlite_busy_timeout=2.5)
+    async with Database(f"sqlite:///{sqlite_path}", config) as db:
+        async with db.engine.connect() as connection:
+            fk = (await connection.execute(text("PRAGMA foreign_keys"))).scalar()
+            mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+            busy = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
+    assert (fk, mode, busy) == (1, "wal", 2500)
+
+
+async def test_sqlite_memory_is_shared_by_every_session_of_an_engine() -> None:
+    async with Database("sqlite+aiosqlite:///:memory:") as db:
+        await db.create_all(metadata)
+        async with db.unit_of_work() as uow:
+            await uow.repository(Team).create({"name": "Avengers"})
+        async with db.session() as session:
+            assert await Repository(session, Team).count() == 1
+        async with db.engine.connect() as connection:
+            fk = (await connection.execute(text("PRAGMA foreign_keys"))).scalar()
+        assert fk == 1
+
+
+async def test_create_all_and_drop_all_take_a_metadata(backend: str) -> None:
+    from sqlalchemy import Column, Integer, MetaData, Table, inspect
+
+    own = MetaData()
+    Table("hr_scratch", own, Column("id", Integer, primary_key=True))
+    async with Database(backend_url(backend), connect_args=CONNECT_ARGS[backend]) as db:
+        await db.create_all(own)
+        async with db.engine.connect() as connection:
+            names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert "hr_scratch" in names
+        await db.drop_all(own)
+        async with db.engine.connect() as connection:
+            names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert "hr_scratch" not in names
+        assert "hr_team" in names  # other tables are left alone
+
+
+async def test_create_all_defaults_to_every_sqlmodel_table() -> None:
+    async with Database("sqlite://") as db:
+        await db.create_all()
+        async with db.engine.connect() as connection:
+            names = set(
+                (
+                    await connection.execute(
+                        text("SELECT name FROM sqlite_master WHERE type='table'")
+                    )
+                ).scalars()
+            )
+        assert set(SQLModel.metadata.tables) <= names
+        await db.drop_all()
+
+
+async def test_a_savepoint_on_the_memory_database() -> None:
+    async with Database("sqlite://") as db:
+        await db.create_all(metadata)
+        async with db.unit_of_work() as uow:
+            teams = uow.repository(Team)
+            await teams.create({"name": "Avengers"})
+            with pytest.raises(UniqueViolationError):
+                async with uow.savepoint():
+                    await teams.create({"name": "Avengers"})
+            assert await teams.count() == 1

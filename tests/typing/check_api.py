@@ -1,0 +1,67 @@
+"""Inferred types of the public API. Checked by mypy --strict and pyright; never run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import Field, SQLModel, col
+from sqlmodel.ext.asyncio.session import AsyncSession
+from typing_extensions import assert_type
+
+from herorepo import Database, EngineConfig, Repository, UnitOfWork, eager, joined
+
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    age: int | None = None
+
+
+class HeroRepository(Repository[Hero]):
+    async def adults(self) -> list[Hero]:
+        return await self.list(col(Hero.age) >= 18)
+
+
+async def check(db: Database, session: AsyncSession) -> None:
+    assert_type(db.engine, AsyncEngine)
+    assert_type(db.sessionmaker, async_sessionmaker[AsyncSession])
+    assert_type(db.session(), AsyncSession)
+    assert_type(db.unit_of_work(), UnitOfWork)
+    assert_type(Database.from_env(), Database)
+    assert_type(EngineConfig(pool_size=3).pool_size, int | None)
+
+    heroes = Repository(session, Hero)
+    assert_type(heroes, Repository[Hero])
+    assert_type(await heroes.get(1), Hero | None)
+    assert_type(await heroes.get_one(1), Hero)
+    assert_type(await heroes.get_many([1, 2]), list[Hero])
+    assert_type(await heroes.find(name="x"), Hero | None)
+    assert_type(await heroes.find_one(Hero.name == "x"), Hero)
+    assert_type(await heroes.list(Hero.name == "x", order_by=Hero.name, limit=10), list[Hero])
+    assert_type(await heroes.count(), int)
+    assert_type(await heroes.exists(name="x"), bool)
+    assert_type(await heroes.create({"name": "x"}), Hero)
+    assert_type(await heroes.add_many([Hero(name="x")]), list[Hero])
+    assert_type(await heroes.update(1, {"name": "y"}), Hero)
+    assert_type(await heroes.delete(1), None)
+
+    custom = HeroRepository(session)
+    assert_type(await custom.get_one(1), Hero)
+    assert_type(await custom.adults(), list[Hero])
+
+    async with db.unit_of_work() as uow:
+        assert_type(uow, UnitOfWork)
+        assert_type(uow.session, AsyncSession)
+        assert_type(uow.repository(Hero), Repository[Hero])
+        assert_type(await uow.repository(Hero).get_one(1), Hero)
+        async with uow.savepoint():
+            pass
+
+    async with Database("sqlite://") as scoped:
+        assert_type(scoped, Database)
+
+    options = eager(joined("x"), model=Hero)
+    result = await session.scalars(sa_select(Hero).options(*options))
+    assert_type(result.all(), Sequence[Hero])
