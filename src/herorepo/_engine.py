@@ -146,6 +146,9 @@ def create_engine(
     config = config or EngineConfig()
     resolved, backend = resolve_url(url)
     options: dict[str, Any] = {"echo": config.echo, "connect_args": dict(connect_args or {})}
+    if backend == "sqlite":
+        # sqlite3's connect timeout is SQLite's busy timeout: writers wait for the lock.
+        options["connect_args"].setdefault("timeout", config.sqlite_busy_timeout)
     if backend == "sqlite" and is_sqlite_memory(resolved):
         options["poolclass"] = StaticPool
     else:
@@ -156,20 +159,17 @@ def create_engine(
     engine = create_async_engine(resolved, **options)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
     if backend == "sqlite":
-        _configure_sqlite(engine, config, memory=is_sqlite_memory(resolved))
+        _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine, config: EngineConfig, *, memory: bool) -> None:
-    busy_ms = round(config.sqlite_busy_timeout * 1000)
-
+def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module, which would otherwise
         # COMMIT before a SAVEPOINT; the "begin" hook below emits BEGIN instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()

@@ -453,7 +453,7 @@ class Repository(Generic[ModelT]):
         """Read back column values the flush left unloaded (server defaults without RETURNING)."""
         for instance in instances:
             state = inspect(instance)
-            missing = [key for key in state.unloaded if key in self._info.columns]
+            missing = [key for key in state.expired_attributes if key in self._info.columns]
             if missing:
                 await self.session.refresh(instance, attribute_names=missing)
 
