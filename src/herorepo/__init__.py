@@ -62,7 +62,7 @@ def _present_as_public() -> None:
     # Reprs and tracebacks say herorepo.Repository, not herorepo._repository.Repository.
     for name in __all__:
         obj = globals()[name]
-        if isinstance(obj, type) or callable(obj):
+        if getattr(obj, "__module__", "").startswith("herorepo."):
             obj.__module__ = __name__
 
 

@@ -17,7 +17,7 @@ import sys
 import textwrap
 
 from sqlalchemy import Connection, MetaData, inspect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Field, Relationship, SQLModel, col
 
 from ._database import Database
@@ -220,10 +220,11 @@ async def _savepoint(db: Database, team_id: int) -> None:
 async def _eager(db: Database, team_id: int, hero_id: int) -> None:
     _step(7, "Eager loading: ask for relationships when reading")
     async with db.unit_of_work() as uow:
-        # DemoTeam.heroes type-checks as list[DemoHero], which LoadSpec does not accept.
+        # Type checkers see DemoTeam.heroes as list[DemoHero] and DemoHero.team as DemoTeam | None,
+        # which LoadSpec and joined() do not accept; at runtime they are relationship attributes.
         team = await uow.repository(DemoTeam).get_one(
             team_id,
-            load=[DemoTeam.heroes],  # type: ignore[list-item]
+            load=[DemoTeam.heroes],
         )
         names = sorted(hero.name for hero in team.heroes)
         _say(
@@ -232,7 +233,7 @@ async def _eager(db: Database, team_id: int, hero_id: int) -> None:
         )
         hero = await uow.repository(DemoHero).get_one(
             hero_id,
-            load=[joined(DemoHero.team)],  # type: ignore[arg-type]
+            load=[joined(DemoHero.team)],
         )
         team_name = hero.team.name if hero.team is not None else None
         _say(
@@ -311,7 +312,9 @@ def run(url: str) -> int:
     """
     try:
         db = Database(url)
-    except ConfigurationError as error:
+    except (ConfigurationError, ArgumentError) as error:
+        # ArgumentError: SQLAlchemy refusing a malformed URL that herorepo let through (such as
+        # sqlite://host/app.db); its message hides the password too.
         print(f"herorepo demo: error: {error}", file=sys.stderr, flush=True)
         return 2
     print(f"herorepo {__version__} demo on {db.safe_url} ({db.backend})", flush=True)

@@ -29,13 +29,14 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._errors import ConfigurationError, translate_driver_error
 from ._loading import GuardedSession
-from ._url import Backend, is_sqlite_memory, resolve_url
+from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -156,7 +157,15 @@ def create_engine(
     if backend == "mysql" and "charset" not in resolved.query:
         resolved = resolved.update_query_dict({"charset": "utf8mb4"})
 
-    engine = create_async_engine(resolved, **options)
+    try:
+        engine = create_async_engine(resolved, **options)
+    except ArgumentError as exc:
+        message = str(exc)
+        if resolved.password:
+            message = message.replace(str(resolved.password), "***")
+        raise ConfigurationError(
+            f"The database URL {redact(resolved)!r} cannot be used: {message}"
+        ) from None
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))

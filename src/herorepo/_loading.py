@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import greenlet
 from sqlalchemy import event, inspect
@@ -44,18 +44,18 @@ __all__ = ["GuardedSession", "LoadSpec", "eager", "joined"]
 class Joined:
     """A relationship chain to load with a JOIN instead of a separate SELECT; see :func:`joined`."""
 
-    path: tuple[QueryableAttribute[Any] | str, ...]
+    path: tuple[object, ...]
 
 
-LoadPath = QueryableAttribute[Any] | str | tuple[QueryableAttribute[Any] | str, ...]
-"""One relationship (``Team.heroes``), a chain (``(Team.heroes, Hero.powers)``), or a dotted name
-(``"heroes.powers"``)."""
+# SQLModel types a relationship attribute as its Python value (``Team.heroes`` is a
+# ``list[Hero]`` to a type checker), so no precise static type can accept them. Specs are
+# therefore typed ``object`` and checked when the query is built, with a clear InvalidLoadError.
+LoadSpec = object
+"""What ``load=`` takes: a relationship (``Team.heroes``, selectin-loaded), a chain
+(``(Team.heroes, Hero.powers)``), a dotted name (``"heroes.powers"``), or :func:`joined`."""
 
-LoadSpec = LoadPath | Joined
-"""What ``load=`` takes: a :data:`LoadPath` (selectin) or a :func:`joined` chain."""
 
-
-def joined(*path: QueryableAttribute[Any] | str) -> Joined:
+def joined(*path: object) -> Joined:
     """Load a relationship chain with ``joinedload`` (a LEFT OUTER JOIN) instead of a SELECT.
 
     A JOIN suits many-to-one relationships (``Hero.team``); for collections the extra SELECT of
@@ -89,11 +89,11 @@ def eager(*specs: LoadSpec, model: type[Any] | None = None) -> list[_AbstractLoa
     options: list[_AbstractLoad] = []
     for spec in specs:
         use_join = isinstance(spec, Joined)
-        raw: tuple[QueryableAttribute[Any] | str, ...]
+        raw: tuple[object, ...]
         if isinstance(spec, Joined):
             raw = spec.path
         elif isinstance(spec, tuple):
-            raw = spec
+            raw = cast("tuple[object, ...]", spec)
         else:
             raw = (spec,)
         option: _AbstractLoad | None = None
@@ -112,12 +112,10 @@ def has_joined(specs: Iterable[LoadSpec]) -> bool:
     return any(isinstance(spec, Joined) for spec in specs)
 
 
-def _resolve_chain(
-    raw: Sequence[QueryableAttribute[Any] | str], model: type[Any] | None
-) -> list[QueryableAttribute[Any]]:
+def _resolve_chain(raw: Sequence[object], model: type[Any] | None) -> list[QueryableAttribute[Any]]:
     if not raw:
         raise InvalidLoadError("An empty tuple is not a load spec; name at least one relationship.")
-    parts: list[QueryableAttribute[Any] | str] = []
+    parts: list[object] = []
     for item in raw:
         parts.extend(item.split(".") if isinstance(item, str) else [item])
     current: Mapper[Any] | None = _mapper_of(model) if model is not None else None
@@ -141,9 +139,7 @@ def _relationship_names(mapper: Mapper[Any]) -> str:
     return ", ".join(names) if names else "(none)"
 
 
-def _relationship_attribute(
-    part: QueryableAttribute[Any] | str, current: Mapper[Any] | None
-) -> QueryableAttribute[Any]:
+def _relationship_attribute(part: object, current: Mapper[Any] | None) -> QueryableAttribute[Any]:
     if isinstance(part, str):
         if current is None:
             raise InvalidLoadError(
@@ -162,6 +158,13 @@ def _relationship_attribute(
             f"{part!r} is not a load spec: use a relationship attribute such as Team.heroes, a "
             "tuple chain such as (Team.heroes, Hero.powers), or joined(Hero.team)."
         )
+    attribute: QueryableAttribute[Any] = part  # pyright: ignore[reportUnknownVariableType]
+    return _check_relationship(attribute, current)
+
+
+def _check_relationship(
+    part: QueryableAttribute[Any], current: Mapper[Any] | None
+) -> QueryableAttribute[Any]:
     owner = part.parent.class_.__name__
     if not isinstance(part.property, RelationshipProperty):
         raise InvalidLoadError(

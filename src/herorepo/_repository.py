@@ -279,6 +279,7 @@ class Repository(Generic[ModelT]):
             CheckViolationError: the database refused the row.
         """
         instance = self._to_instance(data)
+        self._check_writable()
         async with self._guard():
             self.session.add(instance)
             await self.session.flush()
@@ -299,6 +300,7 @@ class Repository(Generic[ModelT]):
         instances = [self._to_instance(item) for item in items]
         if not instances:
             return []
+        self._check_writable()
         async with self._guard():
             self.session.add_all(instances)
             await self.session.flush()
@@ -323,6 +325,7 @@ class Repository(Generic[ModelT]):
         """
         values = self._update_values(data)
         instance = await self._instance(target)
+        self._check_writable()
         async with self._guard():
             instance.sqlmodel_update(values)
             await self.session.flush()
@@ -337,6 +340,7 @@ class Repository(Generic[ModelT]):
             ForeignKeyViolationError: other rows still reference it.
         """
         instance = await self._instance(target)
+        self._check_writable()
         async with self._guard():
             await self.session.delete(instance)
             await self.session.flush()
@@ -457,17 +461,19 @@ class Repository(Generic[ModelT]):
             if missing:
                 await self.session.refresh(instance, attribute_names=missing)
 
+    def _check_writable(self) -> None:
+        """Refuse a write into a failed transaction before it touches the session's state."""
+        transaction = self.session.sync_session.get_transaction()
+        if transaction is not None and not transaction.is_active:
+            raise TransactionError(_NEEDS_ROLLBACK)
+
     @asynccontextmanager
     async def _guard(self) -> AsyncGenerator[None, None]:
         """Turn session-state errors into :class:`TransactionError` with the way out."""
         try:
             yield
         except PendingRollbackError as exc:
-            raise TransactionError(
-                "The transaction failed earlier and must be rolled back before this session can "
-                "be used again: await uow.rollback() (or session.rollback()). To recover from an "
-                "expected failure and go on, run the risky step inside uow.savepoint()."
-            ) from exc
+            raise TransactionError(_NEEDS_ROLLBACK) from exc
         except InvalidRequestError as exc:
             if "permanently closed" not in str(exc):
                 raise
@@ -476,6 +482,12 @@ class Repository(Generic[ModelT]):
                 "unit of work (async with db.unit_of_work() as uow) and get a repository from it."
             ) from exc
 
+
+_NEEDS_ROLLBACK = (
+    "The transaction failed earlier and must be rolled back before this session can be used "
+    "again: await uow.rollback() (or session.rollback()). To recover from an expected failure "
+    "and go on, run the risky step inside uow.savepoint()."
+)
 
 # SQLAlchemy's own execute(): SQLModel overrides it only to add a deprecation warning that
 # points users to exec(), whose result types do not fit a generic repository.

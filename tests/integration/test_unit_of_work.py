@@ -185,3 +185,18 @@ async def test_unit_of_work_from_a_sessionmaker(db: Database) -> None:
     async with UnitOfWork(db.sessionmaker) as uow:
         await uow.repository(Team).create({"name": "Direct"})
     assert await team_names(db) == ["Direct"]
+
+
+async def test_a_write_after_a_failure_is_refused_before_touching_the_session(db: Database) -> None:
+    async with db.unit_of_work() as uow:
+        teams = uow.repository(Team)
+        await teams.create({"name": "Avengers"})
+        with pytest.raises(UniqueViolationError):
+            await teams.create({"name": "Avengers"})
+        with pytest.raises(TransactionError, match="must be rolled back"):
+            await teams.create({"name": "X-Force"})
+        with pytest.raises(TransactionError, match="must be rolled back"):
+            await teams.update(1, {"name": "X"})
+        await uow.rollback()
+        await teams.create({"name": "X-Force"})
+    assert await team_names(db) == ["X-Force"]

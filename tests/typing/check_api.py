@@ -1,22 +1,27 @@
 """Inferred types of the public API. Checked by mypy --strict and pyright; never run."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import Field, SQLModel, col
+from sqlmodel import Field, Relationship, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from typing_extensions import assert_type
 
 from herorepo import Database, EngineConfig, Repository, UnitOfWork, eager, joined
 
 
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    heroes: list["Hero"] = Relationship(back_populates="team")
+
+
 class Hero(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     age: int | None = None
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    team: Team | None = Relationship(back_populates="heroes")
 
 
 class HeroRepository(Repository[Hero]):
@@ -46,6 +51,12 @@ async def check(db: Database, session: AsyncSession) -> None:
     assert_type(await heroes.add_many([Hero(name="x")]), list[Hero])
     assert_type(await heroes.update(1, {"name": "y"}), Hero)
     assert_type(await heroes.delete(1), None)
+
+    # Relationship attributes are typed as their values by SQLModel; load= still takes them.
+    assert_type(await Repository(session, Team).get_one(1, load=[Team.heroes]), Team)
+    assert_type(
+        await heroes.list(load=[joined(Hero.team), "team", (Hero.team, Team.heroes)]), list[Hero]
+    )
 
     custom = HeroRepository(session)
     assert_type(await custom.get_one(1), Hero)

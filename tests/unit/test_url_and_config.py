@@ -163,3 +163,8 @@ def test_engine_gets_the_pool_settings() -> None:
     mysql = Database("mysql://root@h/d")
     assert mysql.engine.pool._recycle == 1800
     assert mysql.engine.url.query["charset"] == "utf8mb4"
+
+
+def test_a_url_sqlalchemy_refuses_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="Invalid SQLite URL"):
+        Database("sqlite+aiosqlite://localhost/app.db")
