@@ -5,6 +5,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, text
 from sqlmodel import Field, Relationship, SQLModel
 
+from herorepo import FilterSet
+
 metadata = SQLModel.metadata
 
 
@@ -74,3 +76,11 @@ class HeroUpdate(SQLModel):
 
 class NotATable(SQLModel):
     name: str
+
+
+HERO_FILTERS = FilterSet(
+    Hero,
+    filters={"name": "*", "age": "*", "team_id": ["eq", "in", "isnull"]},
+    sort=["name", "age", "id"],
+    max_limit=5,
+)

@@ -12,7 +12,9 @@ from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ConflictError as ConflictError
 from ._errors import ForeignKeyViolationError as ForeignKeyViolationError
 from ._errors import HeroRepoError as HeroRepoError
+from ._errors import InvalidCursorError as InvalidCursorError
 from ._errors import InvalidDataError as InvalidDataError
+from ._errors import InvalidFilterError as InvalidFilterError
 from ._errors import InvalidLoadError as InvalidLoadError
 from ._errors import LazyLoadError as LazyLoadError
 from ._errors import LoadError as LoadError
@@ -21,10 +23,15 @@ from ._errors import NotFoundError as NotFoundError
 from ._errors import NotNullViolationError as NotNullViolationError
 from ._errors import TransactionError as TransactionError
 from ._errors import UniqueViolationError as UniqueViolationError
+from ._filters import FilterQuery as FilterQuery
+from ._filters import FilterSet as FilterSet
 from ._loading import Joined as Joined
 from ._loading import LoadSpec as LoadSpec
 from ._loading import eager as eager
 from ._loading import joined as joined
+from ._pagination import KeysetPage as KeysetPage
+from ._pagination import Page as Page
+from ._pagination import SortKey as SortKey
 from ._repository import Repository as Repository
 from ._unit_of_work import UnitOfWork as UnitOfWork
 from ._version import __version__ as __version__
@@ -35,18 +42,25 @@ __all__ = [
     "ConflictError",
     "Database",
     "EngineConfig",
+    "FilterQuery",
+    "FilterSet",
     "ForeignKeyViolationError",
     "HeroRepoError",
+    "InvalidCursorError",
     "InvalidDataError",
+    "InvalidFilterError",
     "InvalidLoadError",
     "Joined",
+    "KeysetPage",
     "LazyLoadError",
     "LoadError",
     "LoadSpec",
     "MultipleResultsError",
     "NotFoundError",
     "NotNullViolationError",
+    "Page",
     "Repository",
+    "SortKey",
     "TransactionError",
     "UniqueViolationError",
     "UnitOfWork",

@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._errors import ConfigurationError, translate_driver_error
+from ._filters import sqlite_casefold, sqlite_like
 from ._loading import GuardedSession
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
@@ -177,6 +178,11 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
         # Take transaction control away from the sqlite3 module, which would otherwise
         # COMMIT before a SAVEPOINT; the "begin" hook below emits BEGIN instead.
         dbapi_connection.isolation_level = None
+        # Text filters must match the same way as on the server backends.
+        dbapi_connection.create_function(
+            "herorepo_casefold", 1, sqlite_casefold, deterministic=True
+        )
+        dbapi_connection.create_function("herorepo_like", 2, sqlite_like, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         if not memory:

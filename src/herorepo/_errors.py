@@ -7,6 +7,8 @@
      ├─ NotFoundError              no row has the key or matches the criteria (also a LookupError)
      ├─ MultipleResultsError       a single-row read matched more than one row
      ├─ InvalidDataError           data for create/update does not fit the model (also a ValueError)
+     ├─ InvalidFilterError         a filter or sort key from outside is not allowed or not valid
+     ├─ InvalidCursorError         a pagination cursor was altered, truncated or made elsewhere
      ├─ LoadError                  a relationship was not loaded, or a load spec is wrong
      │   ├─ LazyLoadError          a relationship that was not eagerly loaded was touched
      │   └─ InvalidLoadError       a load spec names no relationship of the model
@@ -38,7 +40,9 @@ __all__ = [
     "ConflictError",
     "ForeignKeyViolationError",
     "HeroRepoError",
+    "InvalidCursorError",
     "InvalidDataError",
+    "InvalidFilterError",
     "InvalidLoadError",
     "LazyLoadError",
     "LoadError",
@@ -81,6 +85,14 @@ class MultipleResultsError(HeroRepoError):
 
 class InvalidDataError(HeroRepoError, ValueError):
     """Data given to create or update does not fit the model (unknown field, invalid value)."""
+
+
+class InvalidFilterError(HeroRepoError, ValueError):
+    """A filter, operator, value or sort key is not allowed or does not fit the field's type."""
+
+
+class InvalidCursorError(HeroRepoError, ValueError):
+    """A pagination cursor is not one herorepo made for this query."""
 
 
 class LoadError(HeroRepoError):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, false, func, inspect, select, true, tuple_
+from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true, tuple_
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlalchemy.orm import Mapper
@@ -19,11 +21,24 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ._errors import (
     ConfigurationError,
     InvalidDataError,
+    InvalidFilterError,
     MultipleResultsError,
     NotFoundError,
     TransactionError,
 )
 from ._loading import LoadSpec, eager, has_joined
+from ._pagination import (
+    CursorCodec,
+    KeysetPage,
+    Page,
+    SortKey,
+    is_named_sort,
+    order_clauses,
+    parse_sort,
+    seek_condition,
+    with_tiebreaker,
+)
+from ._upsert import chunks, upsert_statement
 
 __all__ = ["Repository"]
 
@@ -51,6 +66,16 @@ class _ModelInfo:
         self.primary_key = tuple(mapper.primary_key)
         self.pk_names = tuple(mapper.get_property_by_column(c).key for c in self.primary_key)
         self.columns = frozenset(mapper.column_attrs.keys())
+        self.table: Table = model.__table__  # type: ignore[attr-defined]
+        self.column_names = {prop.key: prop.columns[0].key for prop in mapper.column_attrs}
+        self.nullable = {prop.key for prop in mapper.column_attrs if prop.columns[0].nullable}
+        self.defaulted = {
+            prop.key
+            for prop in mapper.column_attrs
+            if prop.columns[0].server_default is not None
+            or prop.columns[0].default is not None
+            or (prop.columns[0].primary_key and prop.columns[0].autoincrement in (True, "auto"))
+        }
         self.fields = frozenset(model.model_fields)
         self._adapters: dict[str, TypeAdapter[Any]] = {}
         self._model = model
@@ -345,6 +370,281 @@ class Repository(Generic[ModelT]):
             await self.session.delete(instance)
             await self.session.flush()
 
+    async def update_many(self, *where: Where, values: Mapping[str, Any], **equal: Any) -> int:
+        """Set ``values`` on every row matching the criteria with one UPDATE; no row is loaded.
+
+        Criteria are required: pass ``sqlalchemy.true()`` to update every row on purpose.
+        Objects of this model already in the session get the new values too.
+
+        Returns:
+            How many rows matched.
+
+        Raises:
+            InvalidDataError: no criteria, an unknown field, or an invalid value.
+        """
+        conditions = [*_clauses(where), *self._equality(equal)]
+        self._require_criteria("update_many", conditions)
+        checked = self._update_values(values)
+        if not checked:
+            raise InvalidDataError("update_many needs at least one value to set.")
+        statement = sa_update(self.model).where(*conditions).values(checked)
+        self._check_writable()
+        async with self._guard():
+            result = await _execute(self.session, statement)
+        return _rowcount(result)
+
+    async def delete_many(self, *where: Where, **equal: Any) -> int:
+        """Delete every row matching the criteria with one DELETE; no row is loaded.
+
+        Criteria are required: pass ``sqlalchemy.true()`` to delete every row on purpose.
+
+        Returns:
+            How many rows were deleted.
+
+        Raises:
+            InvalidDataError: no criteria were given.
+            ForeignKeyViolationError: other rows still reference a matching row.
+        """
+        conditions = [*_clauses(where), *self._equality(equal)]
+        self._require_criteria("delete_many", conditions)
+        statement = sa_delete(self.model).where(*conditions)
+        self._check_writable()
+        async with self._guard():
+            result = await _execute(self.session, statement)
+        return _rowcount(result)
+
+    async def upsert(
+        self,
+        data: ModelT | BaseModel | Mapping[str, Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> ModelT:
+        """Insert one row, or update the row it conflicts with; return the row as stored.
+
+        Atomic on every backend: ``INSERT ... ON CONFLICT`` on PostgreSQL and SQLite,
+        ``INSERT ... ON DUPLICATE KEY UPDATE`` on MySQL (where any unique key counts as the
+        conflict target).
+
+        Args:
+            data: A model instance, a schema or a mapping, validated as for :meth:`create`.
+            conflict: The columns of the unique constraint that decides "the same row".
+            update: Columns to overwrite on conflict; default every column given except the
+                primary key and ``conflict``. An empty sequence keeps the existing row as it is.
+
+        Raises:
+            InvalidDataError: unknown fields or columns, invalid values, or a row without a
+                value for a ``conflict`` column.
+        """
+        rows = await self.upsert_many([data], conflict=conflict, update=update)
+        return rows[0]
+
+    async def upsert_many(
+        self,
+        items: Iterable[ModelT | BaseModel | Mapping[str, Any]],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = None,
+    ) -> builtins.list[ModelT]:
+        """Upsert many rows (see :meth:`upsert`) and return them as stored, in input order.
+
+        Rows go in statements of at most 30,000 values (below every driver's limit); the rows
+        are then read back with one SELECT per statement.
+        """
+        conflict = list(conflict)
+        bad = sorted(set(conflict) - self._info.columns)
+        if not conflict or bad:
+            raise InvalidDataError(
+                f"upsert needs conflict= columns of {self._info.name}"
+                + (f"; unknown: {', '.join(bad)}" if bad else "")
+                + f". Its columns are: {', '.join(sorted(self._info.columns))}."
+            )
+        rows = [self._row_values(self._to_instance(item)) for item in items]
+        if not rows:
+            return []
+        keys = set(rows[0])
+        if any(set(row) != keys for row in rows) or not set(conflict) <= keys:
+            raise InvalidDataError(
+                "Every upserted row needs values for the same fields, including the conflict "
+                f"columns {conflict}."
+            )
+        if update is None:
+            update = sorted(keys - set(conflict) - set(self._info.pk_names))
+        unknown = sorted(set(update) - keys)
+        if unknown:
+            raise InvalidDataError(f"upsert cannot update {unknown}: the rows do not set them.")
+        table = self._info.table
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        found: dict[tuple[Any, ...], ModelT] = {}
+        self._check_writable()
+        async with self._guard():
+            for chunk in chunks(rows, len(keys)):
+                statement = upsert_statement(dialect, table, chunk, conflict, update)
+                await _execute(self.session, statement)
+                columns = [getattr(self.model, name) for name in conflict]
+                wanted = [tuple(row[name] for name in conflict) for row in chunk]
+                reread = (
+                    select(self.model)
+                    .where(tuple_(*columns).in_(wanted))
+                    .execution_options(populate_existing=True)
+                )
+                for obj in (await _execute(self.session, reread)).scalars():
+                    found[tuple(getattr(obj, name) for name in conflict)] = obj
+        return [found[tuple(row[name] for name in conflict)] for row in rows]
+
+    # --- pages and streams -----------------------------------------------------------------------
+
+    max_page_size: int = 1000
+    """The largest ``limit`` :meth:`page` and :meth:`keyset` accept; override per subclass."""
+
+    cursor_secret: bytes | None = None
+    """Key for keyset cursors' checksum; set it to make cursors unforgeable, not just checked."""
+
+    async def page(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        count: bool = False,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> Page[ModelT]:
+        """Return one offset page, and the total when ``count=True`` (one more query).
+
+        OFFSET makes the database skip rows one by one: deep pages of big tables get slow.
+        Prefer :meth:`keyset` there.
+
+        Raises:
+            InvalidFilterError: ``limit`` is not between 1 and ``max_page_size``, or
+                ``offset`` is negative.
+        """
+        self._check_limit(limit)
+        if not _is_whole(offset, 0):
+            raise InvalidFilterError(f"offset must be a whole number >= 0, got {offset!r}.")
+        conditions = [*_clauses(where), *self._equality(equal)]
+        items = await self._select(
+            *conditions, load=load, order_by=order_by, offset=offset, limit=limit
+        )
+        total = await self.count(*conditions) if count else None
+        return Page(items=items, offset=offset, limit=limit, total=total)
+
+    async def keyset(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> KeysetPage[ModelT]:
+        """Return the page after cursor ``after`` (the first page without it).
+
+        The sort (default: primary key) may span several columns in either direction, given as
+        columns (``Hero.age.desc()``) or names (``"-age,name"``); the primary key is added as
+        the last tie-breaker. NULLs sort last in both directions. One SELECT per page, which
+        seeks with the index instead of skipping rows.
+
+        Raises:
+            InvalidCursorError: ``after`` is not a cursor made for this model and sort order.
+            InvalidFilterError: a sort key is not a column, or ``limit`` is out of range.
+        """
+        self._check_limit(limit)
+        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        codec = self._codec(keys)
+        conditions = [*_clauses(where), *self._equality(equal)]
+        if after is not None:
+            values = codec.decode(after)
+            conditions.append(seek_condition(self.model, keys, values, self._info.nullable))
+        rows = await self._select(
+            *conditions,
+            load=load,
+            order_by=order_clauses(self.model, keys, self._info.nullable),
+            limit=limit + 1,
+        )
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more and items:
+            last = items[-1]
+            next_cursor = codec.encode([getattr(last, k.key) for k in keys])
+        return KeysetPage(items=items, next_cursor=next_cursor, limit=limit)
+
+    async def stream(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | str | None = None,
+        batch_size: int = 1000,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Iterate over every matching row, holding at most ``batch_size`` rows at a time.
+
+        Rows are read in keyset batches (one SELECT each), so no cursor stays open between
+        batches: leaving the loop early or raising inside it holds nothing on the server.
+        Rows already yielded are not kept by herorepo; the session forgets them once your code
+        drops them (unless they were changed).
+
+        Raises:
+            InvalidFilterError: a sort key is not a column, or ``batch_size`` < 1.
+        """
+        if not _is_whole(batch_size, 1):
+            raise InvalidFilterError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
+        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        conditions = [*_clauses(where), *self._equality(equal)]
+        order = order_clauses(self.model, keys, self._info.nullable)
+        position: builtins.list[Any] | None = None
+        while True:
+            seek = (
+                [seek_condition(self.model, keys, position, self._info.nullable)]
+                if position is not None
+                else []
+            )
+            batch = await self._select(
+                *conditions, *seek, load=load, order_by=order, limit=batch_size
+            )
+            for row in batch:
+                yield row
+            if len(batch) < batch_size:
+                return
+            position = [getattr(batch[-1], k.key) for k in keys]
+            del batch
+
+    def _codec(self, keys: Sequence[SortKey]) -> CursorCodec:
+        return CursorCodec(
+            self._info.name,
+            keys,
+            [self._info.adapter(k.key) for k in keys],
+            self.cursor_secret,
+        )
+
+    def _check_limit(self, limit: object) -> None:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= self.max_page_size
+        ):
+            raise InvalidFilterError(
+                f"limit must be a whole number from 1 to {self.max_page_size}, got {limit!r}."
+            )
+
+    def _require_criteria(self, name: str, conditions: Sequence[object]) -> None:
+        if not conditions:
+            raise InvalidDataError(
+                f"{name} needs criteria. To touch every row on purpose, pass sqlalchemy.true()."
+            )
+
+    def _row_values(self, instance: ModelT) -> dict[str, Any]:
+        """Column values of a new instance for a Core INSERT, leaving out unset defaults."""
+        values: dict[str, Any] = {}
+        for name in self._info.columns:
+            if name not in instance.__dict__:
+                continue
+            value = instance.__dict__[name]
+            if value is None and name in self._info.defaulted:
+                continue  # let the database fill it, as a flush would
+            values[self._info.column_names[name]] = value
+        return values
+
     # --- helpers ---------------------------------------------------------------------------------
 
     async def _select(
@@ -358,7 +658,10 @@ class Repository(Generic[ModelT]):
         statement = select(self.model).where(*_clauses(where))
         if load:
             statement = statement.options(*eager(*load, model=self.model))
-        if order_by is None:
+        if is_named_sort(order_by):
+            keys = parse_sort(order_by, self._info.mapper)
+            statement = statement.order_by(*order_clauses(self.model, keys, self._info.nullable))
+        elif order_by is None:
             statement = statement.order_by(*self._info.primary_key)
         elif isinstance(order_by, (builtins.list, tuple)):
             statement = statement.order_by(*cast("Sequence[Any]", order_by))
@@ -498,6 +801,15 @@ def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
     # SQLModel's where() takes plain bools (a comparison mypy typed as bool); SQLAlchemy's wants
     # clauses. A literal True adds nothing; a literal False matches nothing.
     return [true() if w is True else false() if w is False else w for w in where]
+
+
+def _is_whole(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _rowcount(result: Any) -> int:
+    count = getattr(result, "rowcount", -1)
+    return int(count) if isinstance(count, int) else -1
 
 
 def _check_count(name: str, value: object) -> None:

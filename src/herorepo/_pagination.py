@@ -1,0 +1,277 @@
+"""Pages: offset pages with an optional total, and keyset (cursor) pages.
+
+A keyset page seeks past the last row of the previous page (``WHERE (age, id) > (30, 17)`` in
+effect) instead of skipping rows with OFFSET, so page 1,000 costs what page 1 costs when an index
+covers the sort columns. The sort always ends with the primary key, so rows with equal sort values
+are neither skipped nor repeated. NULLs sort after every value, in both directions, on every
+backend (MySQL and SQLite would otherwise put them first).
+
+A cursor is URL-safe base64 of a small JSON document: a version, a fingerprint of the model and
+sort order, and the last row's sort values, followed by a checksum (keyed when the repository has
+a ``cursor_secret``). Anything that does not decode, check and validate against the column types
+raises :class:`~herorepo.InvalidCursorError` before any SQL runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import to_jsonable_python
+from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy.orm import InstrumentedAttribute, Mapper
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+
+from ._errors import InvalidCursorError, InvalidFilterError
+
+__all__ = ["KeysetPage", "Page", "SortKey"]
+
+T = TypeVar("T")
+
+_CURSOR_VERSION = 1
+_CHECKSUM_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of an offset-paginated list.
+
+    Attributes:
+        items: The rows of this page.
+        offset: Rows skipped before this page.
+        limit: The page size asked for.
+        total: Rows matching in all, when counting was asked for; otherwise ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    items: list[T]
+    offset: int
+    limit: int
+    total: int | None = None
+
+    @property
+    def has_next(self) -> bool | None:
+        """Whether rows follow this page; ``None`` when it cannot be known without a total."""
+        if self.total is not None:
+            return self.offset + len(self.items) < self.total
+        return None if len(self.items) == self.limit else False
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[T]):
+    """One page of a keyset (cursor) walk.
+
+    Attributes:
+        items: The rows of this page.
+        next_cursor: Pass it as ``after=`` for the next page; ``None`` on the last page.
+        limit: The page size asked for.
+
+    .. versionadded:: 0.1.0
+    """
+
+    items: list[T]
+    next_cursor: str | None
+    limit: int
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a next page exists."""
+        return self.next_cursor is not None
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One column of a sort order."""
+
+    key: str
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return f"-{self.key}" if self.descending else self.key
+
+
+def is_named_sort(order_by: object) -> bool:
+    """Whether ``order_by`` uses names (``"-age"``) or sort keys rather than SQL expressions."""
+    if isinstance(order_by, (str, SortKey)):
+        return True
+    if isinstance(order_by, (list, tuple)):
+        return any(isinstance(item, (str, SortKey)) for item in cast("Sequence[object]", order_by))
+    return False
+
+
+def parse_sort(
+    order_by: object, mapper: Mapper[Any], *, allowed: frozenset[str] | None = None
+) -> list[SortKey]:
+    """Turn ``Hero.age.desc()``, ``Hero.name``, ``"-age"`` (or a sequence of them) into keys.
+
+    Raises:
+        InvalidFilterError: a key is not a column of the model, or not in ``allowed``.
+    """
+    if order_by is None:
+        return []
+    items: Sequence[object]
+    if isinstance(order_by, str):
+        items = [part.strip() for part in order_by.split(",") if part.strip()]
+    elif isinstance(order_by, (list, tuple)):
+        items = cast("Sequence[object]", order_by)
+    else:
+        items = [order_by]
+    columns = frozenset(mapper.column_attrs.keys())
+    permitted = columns if allowed is None else allowed & columns
+    keys: list[SortKey] = []
+    for item in items:
+        key = _sort_key(item, mapper)
+        if key.key not in permitted:
+            raise InvalidFilterError(
+                f"Cannot sort {mapper.class_.__name__} by {key.key!r}. "
+                f"Sortable fields: {', '.join(sorted(permitted)) or '(none)'}."
+            )
+        keys.append(key)
+    return keys
+
+
+def _sort_key(item: object, mapper: Mapper[Any]) -> SortKey:
+    if isinstance(item, SortKey):
+        return item
+    if isinstance(item, str):
+        descending = item.startswith("-")
+        return SortKey(item.lstrip("-+").strip(), descending)
+    if isinstance(item, InstrumentedAttribute) and item.class_ is mapper.class_:
+        return SortKey(item.key)
+    if isinstance(item, UnaryExpression) and item.modifier in (operators.desc_op, operators.asc_op):
+        element = item.element
+        key = getattr(element, "key", None)
+        if isinstance(key, str) and key in mapper.column_attrs:
+            return SortKey(key, item.modifier is operators.desc_op)
+    raise InvalidFilterError(
+        f"{item!r} is not a sort key of {mapper.class_.__name__}: use a column such as "
+        f"{mapper.class_.__name__}.id, its .desc(), or a name such as '-id'."
+    )
+
+
+def with_tiebreaker(keys: list[SortKey], primary_key: Sequence[str]) -> list[SortKey]:
+    """Append the primary key columns not already in the sort, ascending."""
+    present = {k.key for k in keys}
+    return keys + [SortKey(name) for name in primary_key if name not in present]
+
+
+def order_clauses(model: type[Any], keys: Sequence[SortKey], nullable: set[str]) -> list[Any]:
+    """ORDER BY clauses with NULLs last in both directions, the same on every backend."""
+    clauses: list[Any] = []
+    for key in keys:
+        column = getattr(model, key.key)
+        if key.key in nullable:
+            clauses.append(column.is_(None))  # false (0) sorts before true (1)
+        clauses.append(column.desc() if key.descending else column.asc())
+    return clauses
+
+
+def seek_condition(
+    model: type[Any], keys: Sequence[SortKey], values: Sequence[Any], nullable: set[str]
+) -> ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order of ``keys`` (lexicographic, NULLs last)."""
+    alternatives: list[ColumnElement[bool]] = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for key, value in zip(keys, values, strict=True):
+        column = getattr(model, key.key)
+        if value is None:
+            after: ColumnElement[bool] = false()  # NULLs are last: nothing sorts after a NULL
+            equal: ColumnElement[bool] = column.is_(None)
+        else:
+            beyond = column < value if key.descending else column > value
+            after = or_(beyond, column.is_(None)) if key.key in nullable else beyond
+            equal = column == value
+        alternatives.append(and_(*equal_so_far, after))
+        equal_so_far.append(equal)
+    condition = or_(*alternatives)
+    first, first_value = keys[0], values[0]
+    if first.key not in nullable and first_value is not None:
+        # A redundant bound on the leading column lets every optimizer use a range scan.
+        column = getattr(model, first.key)
+        bound = column <= first_value if first.descending else column >= first_value
+        condition = and_(bound, condition)
+    return condition
+
+
+# --- cursors -------------------------------------------------------------------------------------
+
+
+class CursorCodec:
+    """Encode and decode the cursors of one model and sort order."""
+
+    def __init__(
+        self,
+        model_name: str,
+        keys: Sequence[SortKey],
+        adapters: Sequence[TypeAdapter[Any]],
+        secret: bytes | None,
+    ) -> None:
+        self._keys = list(keys)
+        self._adapters = list(adapters)
+        self._secret = secret
+        self._fingerprint = hashlib.blake2b(
+            f"{model_name}:{','.join(map(str, keys))}".encode(), digest_size=8
+        ).hexdigest()
+
+    def encode(self, values: Sequence[Any]) -> str:
+        payload = json.dumps(
+            [_CURSOR_VERSION, self._fingerprint, to_jsonable_python(list(values))],
+            separators=(",", ":"),
+            ensure_ascii=True,
+        ).encode()
+        token = payload + self._checksum(payload)
+        return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+    def decode(self, cursor: object) -> list[Any]:
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
+            raise self._invalid("it is not a cursor string")
+        try:
+            token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (binascii.Error, ValueError):
+            raise self._invalid("it is not valid URL-safe base64") from None
+        payload, checksum = token[:-_CHECKSUM_BYTES], token[-_CHECKSUM_BYTES:]
+        if len(token) <= _CHECKSUM_BYTES or not hmac.compare_digest(
+            checksum, self._checksum(payload)
+        ):
+            raise self._invalid("it was truncated or altered")
+        try:
+            version, fingerprint, raw = json.loads(payload)
+        except (ValueError, TypeError):
+            raise self._invalid("its content is not readable") from None
+        if version != _CURSOR_VERSION:
+            raise self._invalid("it was made by another version of herorepo")
+        if fingerprint != self._fingerprint:
+            raise self._invalid(
+                "it was made for another sort order or model; start again without a cursor"
+            )
+        if not isinstance(raw, list) or len(raw) != len(self._keys):  # pyright: ignore[reportUnknownArgumentType]
+            raise self._invalid("it holds the wrong number of values")
+        values: list[Any] = []
+        for key, adapter, value in zip(self._keys, self._adapters, raw, strict=True):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+            try:
+                values.append(None if value is None else adapter.validate_python(value))
+            except PydanticValidationError:
+                raise self._invalid(f"its value for {key.key!r} has the wrong type") from None
+        return values
+
+    def _checksum(self, payload: bytes) -> bytes:
+        return hashlib.blake2b(
+            payload, digest_size=_CHECKSUM_BYTES, key=self._secret or b""
+        ).digest()
+
+    @staticmethod
+    def _invalid(why: str) -> InvalidCursorError:
+        return InvalidCursorError(
+            f"Invalid pagination cursor: {why}. Pass the next_cursor of a previous page "
+            "unchanged, or leave the cursor out to start from the first page."
+        )

@@ -1,0 +1,55 @@
+"""Native upsert statements: ON CONFLICT (PostgreSQL, SQLite), ON DUPLICATE KEY (MySQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+# Bind parameters per statement: below asyncpg's 32,767 and SQLite's 32,766.
+MAX_PARAMETERS = 30_000
+
+
+def chunks(rows: Sequence[dict[str, Any]], columns: int) -> list[Sequence[dict[str, Any]]]:
+    """Split ``rows`` so that no statement carries more than ``MAX_PARAMETERS`` values."""
+    size = max(1, MAX_PARAMETERS // max(1, columns))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def upsert_statement(
+    dialect_name: str,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    update: Sequence[str],
+) -> Insert:
+    """INSERT ``rows``; on a conflict over ``conflict``, set ``update`` from the new row.
+
+    With ``update`` empty, a conflicting row is left as it is (insert-or-ignore).
+    On MySQL the conflict target cannot be named: any unique key that conflicts counts.
+    """
+    if dialect_name in ("mysql", "mariadb"):
+        statement = mysql.insert(table).values(list(rows))
+        if update:
+            new = statement.inserted
+            return statement.on_duplicate_key_update({name: new[name] for name in update})
+        # MySQL has no DO NOTHING; assigning a conflict column to itself changes nothing.
+        return statement.on_duplicate_key_update({conflict[0]: table.c[conflict[0]]})
+    if dialect_name == "postgresql":
+        pg = postgresql.insert(table).values(list(rows))
+        if update:
+            return pg.on_conflict_do_update(
+                index_elements=list(conflict),
+                set_={name: pg.excluded[name] for name in update},
+            )
+        return pg.on_conflict_do_nothing(index_elements=list(conflict))
+    lite = sqlite.insert(table).values(list(rows))
+    if update:
+        return lite.on_conflict_do_update(
+            index_elements=list(conflict),
+            set_={name: lite.excluded[name] for name in update},
+        )
+    return lite.on_conflict_do_nothing(index_elements=list(conflict))
