@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 import pytest_asyncio
@@ -116,6 +117,25 @@ def require(name: str) -> None:
             pytrace=False,
         )
     pytest.skip(f"backend unavailable: {availability.reason}")
+
+
+_run_lock: IO[str] | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Let one test run at a time use the shared servers: runs share table names."""
+    global _run_lock
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, runs must not overlap
+        return
+    path = Path(tempfile.gettempdir()) / "herorepo-tests.lock"
+    _run_lock = path.open("w")
+    try:
+        fcntl.flock(_run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("herorepo: another test run holds the database servers; waiting for it")
+        fcntl.flock(_run_lock, fcntl.LOCK_EX)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
