@@ -21,7 +21,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Field, Relationship, SQLModel, col
 
 from ._database import Database
-from ._errors import ConfigurationError, LazyLoadError, NotFoundError, UniqueViolationError
+from ._errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    LazyLoadError,
+    NotFoundError,
+    UniqueViolationError,
+)
 from ._loading import joined
 from ._version import __version__
 
@@ -101,7 +107,7 @@ async def _find_obstacle(db: Database) -> str | None:
     try:
         async with db.engine.connect() as connection:
             existing = await connection.run_sync(_existing_tables)
-    except (OSError, asyncio.TimeoutError, DBAPIError) as error:
+    except (ConnectionLostError, OSError, asyncio.TimeoutError, DBAPIError) as error:
         return f"Could not connect to {db.safe_url}: {_scrub(str(error), db)}"
     if existing:
         return (

@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ._errors import ConfigurationError, translate_driver_error
+from ._errors import ConfigurationError, ConnectionLostError, PoolTimeoutError
 from ._filters import sqlite_casefold, sqlite_like
 from ._loading import GuardedSession
+from ._translate import translate_driver_error
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
 if TYPE_CHECKING:
@@ -101,6 +103,24 @@ class EngineConfig:
         }
 
 
+class HeroRepoPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async queue pool, raising herorepo errors when it cannot hand out a connection."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except SATimeoutError:
+            raise PoolTimeoutError(
+                f"No database connection became free within {self.timeout():g} s "
+                f"(pool_size={self.size()}, max_overflow={self._max_overflow}). Hold sessions "
+                "and units of work for shorter times, or raise pool_size / max_overflow."
+            ) from None
+        except OSError as exc:  # asyncpg lets a refused or unreachable socket through as is
+            raise ConnectionLostError(
+                f"Could not connect to the database server: {exc.strerror or exc}."
+            ) from exc
+
+
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if value is None:
         return
@@ -155,6 +175,7 @@ def create_engine(
         options["poolclass"] = StaticPool
     else:
         options.update(config.resolved(backend))
+        options["poolclass"] = HeroRepoPool
     if backend == "mysql" and "charset" not in resolved.query:
         resolved = resolved.update_query_dict({"charset": "utf8mb4"})
 

@@ -17,27 +17,38 @@
      │   ├─ ForeignKeyViolationError
      │   ├─ NotNullViolationError
      │   └─ CheckViolationError
+     ├─ TransientError             the transaction lost a race; running it again may succeed
+     │   ├─ DeadlockError          chosen as a deadlock victim
+     │   ├─ SerializationError     PostgreSQL could not serialize it (SERIALIZABLE/REPEATABLE READ)
+     │   ├─ LockTimeoutError       waited too long for a row lock
+     │   └─ DatabaseBusyError      SQLite: another connection holds the write lock
+     ├─ RetriesExhaustedError      a retried unit of work kept failing; carries the last error
+     ├─ ConcurrentUpdateError      optimistic locking: the row changed since it was read
+     ├─ ConnectionLostError        the server could not be reached, or dropped the connection
+     ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
+     ├─ StatementTimeoutError      the server cancelled a statement that ran too long
      └─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
 
-Integrity violations are recognised from the driver's structured codes (PostgreSQL SQLSTATE, MySQL
-errno, SQLite extended result codes), so the same violation raises the same class on aiosqlite,
-asyncpg and aiomysql. Constraint, table and column names are read from the driver where it reports
-them. Row values never appear in a message: they may be personal data.
+Errors are recognised from the drivers' structured codes (PostgreSQL SQLSTATE, MySQL errno,
+SQLite result codes; see ``_translate.py``), so the same failure raises the same class on
+aiosqlite, asyncpg and aiomysql, with the driver's exception as ``__cause__``. Row values never
+appear in a message: they may be personal data.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 __all__ = [
     "CheckViolationError",
+    "ConcurrentUpdateError",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionLostError",
+    "DatabaseBusyError",
+    "DeadlockError",
     "ForeignKeyViolationError",
     "HeroRepoError",
     "InvalidCursorError",
@@ -46,10 +57,16 @@ __all__ = [
     "InvalidLoadError",
     "LazyLoadError",
     "LoadError",
+    "LockTimeoutError",
     "MultipleResultsError",
     "NotFoundError",
     "NotNullViolationError",
+    "PoolTimeoutError",
+    "RetriesExhaustedError",
+    "SerializationError",
+    "StatementTimeoutError",
     "TransactionError",
+    "TransientError",
     "UniqueViolationError",
 ]
 
@@ -182,137 +199,75 @@ class CheckViolationError(ConflictError):
     hint = "The row does not satisfy the constraint's condition."
 
 
-# --- translation ---------------------------------------------------------------------------------
+class TransientError(HeroRepoError):
+    """The transaction lost a race with another one and was rolled back; retry it whole.
 
-
-@dataclass(frozen=True)
-class _Violation:
-    error: type[ConflictError]
-    constraint: str | None = None
-    table: str | None = None
-    column: str | None = None
-
-
-_PG_SQLSTATE: dict[str, type[ConflictError]] = {
-    "23505": UniqueViolationError,
-    "23503": ForeignKeyViolationError,
-    "23502": NotNullViolationError,
-    "23514": CheckViolationError,
-}
-
-_MYSQL_ERRNO: dict[int, type[ConflictError]] = {
-    1062: UniqueViolationError,
-    1586: UniqueViolationError,
-    1216: ForeignKeyViolationError,
-    1217: ForeignKeyViolationError,
-    1451: ForeignKeyViolationError,
-    1452: ForeignKeyViolationError,
-    1048: NotNullViolationError,
-    1364: NotNullViolationError,
-    3819: CheckViolationError,  # MySQL 8
-    4025: CheckViolationError,  # MariaDB
-}
-
-_SQLITE_NAMES: dict[str, type[ConflictError]] = {
-    "SQLITE_CONSTRAINT_UNIQUE": UniqueViolationError,
-    "SQLITE_CONSTRAINT_PRIMARYKEY": UniqueViolationError,
-    "SQLITE_CONSTRAINT_FOREIGNKEY": ForeignKeyViolationError,
-    "SQLITE_CONSTRAINT_NOTNULL": NotNullViolationError,
-    "SQLITE_CONSTRAINT_CHECK": CheckViolationError,
-}
-# Python 3.10's sqlite3 has no sqlite_errorname; SQLite's own message prefixes are stable.
-_SQLITE_PREFIXES: dict[str, type[ConflictError]] = {
-    "UNIQUE constraint failed": UniqueViolationError,
-    "FOREIGN KEY constraint failed": ForeignKeyViolationError,
-    "NOT NULL constraint failed": NotNullViolationError,
-    "CHECK constraint failed": CheckViolationError,
-}
-
-_MYSQL_KEY = re.compile(r"for key '([^']+)'")
-_MYSQL_FK = re.compile(r"\(`[^`]*`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY \(`([^`]+)`")
-_MYSQL_COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")
-_MYSQL_CHECK = re.compile(
-    r"(?:CONSTRAINT `([^`]+)` failed for `[^`]*`\.`([^`]+)`|constraint '([^']+)')"
-)
-
-
-def _from_postgres(orig: BaseException) -> _Violation | None:
-    error = _PG_SQLSTATE.get(str(getattr(orig, "sqlstate", None) or ""))
-    if error is None:
-        return None
-    # asyncpg's own exception, with the structured fields, is the adapter's cause.
-    native = orig.__cause__ if orig.__cause__ is not None else orig
-    return _Violation(
-        error,
-        constraint=getattr(native, "constraint_name", None),
-        table=getattr(native, "table_name", None),
-        column=getattr(native, "column_name", None),
-    )
-
-
-def _from_mysql(orig: BaseException) -> _Violation | None:
-    args = getattr(orig, "args", ())
-    if not args or not isinstance(args[0], int):
-        return None
-    error = _MYSQL_ERRNO.get(args[0])
-    if error is None:
-        return None
-    message = str(args[1]) if len(args) > 1 else ""
-    if error is UniqueViolationError:
-        key = _MYSQL_KEY.search(message)
-        name = key.group(1) if key else None
-        table, _, constraint = (name or "").rpartition(".")
-        return _Violation(error, constraint=constraint or None, table=table or None)
-    if error is ForeignKeyViolationError:
-        fk = _MYSQL_FK.search(message)
-        if fk:
-            return _Violation(error, table=fk.group(1), constraint=fk.group(2), column=fk.group(3))
-        return _Violation(error)
-    if error is NotNullViolationError:
-        column = _MYSQL_COLUMN.search(message)
-        return _Violation(error, column=column.group(1) if column else None)
-    check = _MYSQL_CHECK.search(message)
-    if check:
-        return _Violation(error, constraint=check.group(1) or check.group(3), table=check.group(2))
-    return _Violation(error)
-
-
-def _from_sqlite(orig: BaseException) -> _Violation | None:
-    message = str(orig)
-    error = _SQLITE_NAMES.get(str(getattr(orig, "sqlite_errorname", "")))
-    if error is None:
-        error = next((e for p, e in _SQLITE_PREFIXES.items() if message.startswith(p)), None)
-    if error is None:
-        return None
-    detail = message.partition(": ")[2]
-    if error is CheckViolationError:
-        return _Violation(error, constraint=detail or None)
-    first = detail.split(",")[0].strip()
-    table, _, column = first.rpartition(".")
-    return _Violation(error, table=table or None, column=column or None)
-
-
-_BY_DIALECT = {"postgresql": _from_postgres, "mysql": _from_mysql, "sqlite": _from_sqlite}
-
-
-def classify(dialect_name: str, orig: BaseException) -> ConflictError | None:
-    """Return the herorepo error for a driver exception, or ``None`` if we cannot name it."""
-    reader = _BY_DIALECT.get("mysql" if dialect_name == "mariadb" else dialect_name)
-    violation = reader(orig) if reader else None
-    if violation is None:
-        return None
-    return violation.error(
-        constraint=violation.constraint, table=violation.table, column=violation.column
-    )
-
-
-def translate_driver_error(context: ExceptionContext) -> None:
-    """``handle_error`` hook: raise the herorepo error for a driver error we can name.
-
-    Installed on every engine herorepo builds, so that a flush, a commit and a user's own
-    ``session.exec()`` all raise the same classes.  SQLAlchemy chains the driver's exception as
-    ``__cause__``.
+    :meth:`Database.run <herorepo.Database.run>` retries a unit of work on these.
     """
-    error = classify(context.dialect.name, context.original_exception)
-    if error is not None:
-        raise error
+
+    hint = "Run the whole unit of work again (Database.run() does that for you)."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message or f"{self.__doc__.splitlines()[0] if self.__doc__ else ''} {self.hint}"
+        )
+
+
+class DeadlockError(TransientError):
+    """The database chose this transaction as a deadlock victim and rolled it back."""
+
+
+class SerializationError(TransientError):
+    """PostgreSQL could not serialize this transaction with concurrent ones."""
+
+
+class LockTimeoutError(TransientError):
+    """A row lock was not granted in time; the whole transaction is rolled back."""
+
+
+class DatabaseBusyError(TransientError):
+    """SQLite: another connection held the database lock past the busy timeout."""
+
+
+class RetriesExhaustedError(HeroRepoError):
+    """A retried unit of work failed with a transient error on every attempt.
+
+    Attributes:
+        attempts: How many times the work ran.
+        last_error: The transient error of the last attempt (also ``__cause__``).
+    """
+
+    def __init__(self, attempts: int, last_error: BaseException) -> None:
+        super().__init__(
+            f"The unit of work failed {attempts} times with a transient error; the last one was "
+            f"{type(last_error).__name__}: {last_error}. Nothing of it was committed."
+        )
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class ConcurrentUpdateError(HeroRepoError):
+    """Optimistic locking: the row was changed or deleted by someone else since it was read.
+
+    Read the row again and re-apply the change, or tell the user that it changed.
+    """
+
+
+class ConnectionLostError(HeroRepoError):
+    """The database server could not be reached, or closed the connection mid-transaction.
+
+    The transaction did not commit (if the loss happened during COMMIT, its outcome is unknown
+    to the client). The pool discards the broken connection; the next unit of work reconnects.
+    """
+
+
+class PoolTimeoutError(HeroRepoError, SATimeoutError):
+    """No pooled connection became free within ``pool_timeout`` seconds.
+
+    Also a ``sqlalchemy.exc.TimeoutError``. More concurrent work than ``pool_size +
+    max_overflow`` connections, or connections held too long (a session left open?).
+    """
+
+
+class StatementTimeoutError(HeroRepoError):
+    """The server cancelled a statement that ran past its time limit."""

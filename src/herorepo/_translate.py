@@ -1,0 +1,223 @@
+"""Translate driver errors into herorepo's exception tree, from structured codes.
+
+Installed as a ``handle_error`` hook on every engine herorepo builds, so that a repository call,
+a commit and a user's own ``session.exec()`` all raise the same classes. The tables below map
+PostgreSQL SQLSTATE codes (asyncpg), MySQL/MariaDB error numbers (aiomysql) and SQLite result
+codes (aiosqlite); message text is read only for details the drivers give nowhere else
+(constraint and column names on MySQL and SQLite, and SQLite codes on Python 3.10).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._errors import (
+    CheckViolationError,
+    ConflictError,
+    ConnectionLostError,
+    DatabaseBusyError,
+    DeadlockError,
+    ForeignKeyViolationError,
+    HeroRepoError,
+    LockTimeoutError,
+    NotNullViolationError,
+    SerializationError,
+    StatementTimeoutError,
+    UniqueViolationError,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import ExceptionContext
+
+
+@dataclass(frozen=True)
+class _Violation:
+    error: type[ConflictError]
+    constraint: str | None = None
+    table: str | None = None
+    column: str | None = None
+
+
+_PG_SQLSTATE: dict[str, type[ConflictError]] = {
+    "23505": UniqueViolationError,
+    "23503": ForeignKeyViolationError,
+    "23502": NotNullViolationError,
+    "23514": CheckViolationError,
+}
+
+_MYSQL_ERRNO: dict[int, type[ConflictError]] = {
+    1062: UniqueViolationError,
+    1586: UniqueViolationError,
+    1216: ForeignKeyViolationError,
+    1217: ForeignKeyViolationError,
+    1451: ForeignKeyViolationError,
+    1452: ForeignKeyViolationError,
+    1048: NotNullViolationError,
+    1364: NotNullViolationError,
+    3819: CheckViolationError,  # MySQL 8
+    4025: CheckViolationError,  # MariaDB
+}
+
+_SQLITE_NAMES: dict[str, type[ConflictError]] = {
+    "SQLITE_CONSTRAINT_UNIQUE": UniqueViolationError,
+    "SQLITE_CONSTRAINT_PRIMARYKEY": UniqueViolationError,
+    "SQLITE_CONSTRAINT_FOREIGNKEY": ForeignKeyViolationError,
+    "SQLITE_CONSTRAINT_NOTNULL": NotNullViolationError,
+    "SQLITE_CONSTRAINT_CHECK": CheckViolationError,
+}
+# Python 3.10's sqlite3 has no sqlite_errorname; SQLite's own message prefixes are stable.
+_SQLITE_PREFIXES: dict[str, type[ConflictError]] = {
+    "UNIQUE constraint failed": UniqueViolationError,
+    "FOREIGN KEY constraint failed": ForeignKeyViolationError,
+    "NOT NULL constraint failed": NotNullViolationError,
+    "CHECK constraint failed": CheckViolationError,
+}
+
+_MYSQL_KEY = re.compile(r"for key '([^']+)'")
+_MYSQL_FK = re.compile(r"\(`[^`]*`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY \(`([^`]+)`")
+_MYSQL_COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")
+_MYSQL_CHECK = re.compile(
+    r"(?:CONSTRAINT `([^`]+)` failed for `[^`]*`\.`([^`]+)`|constraint '([^']+)')"
+)
+
+
+def _from_postgres(orig: BaseException) -> _Violation | None:
+    error = _PG_SQLSTATE.get(str(getattr(orig, "sqlstate", None) or ""))
+    if error is None:
+        return None
+    # asyncpg's own exception, with the structured fields, is the adapter's cause.
+    native = orig.__cause__ if orig.__cause__ is not None else orig
+    return _Violation(
+        error,
+        constraint=getattr(native, "constraint_name", None),
+        table=getattr(native, "table_name", None),
+        column=getattr(native, "column_name", None),
+    )
+
+
+def _from_mysql(orig: BaseException) -> _Violation | None:
+    args = getattr(orig, "args", ())
+    if not args or not isinstance(args[0], int):
+        return None
+    error = _MYSQL_ERRNO.get(args[0])
+    if error is None:
+        return None
+    message = str(args[1]) if len(args) > 1 else ""
+    if error is UniqueViolationError:
+        key = _MYSQL_KEY.search(message)
+        name = key.group(1) if key else None
+        table, _, constraint = (name or "").rpartition(".")
+        return _Violation(error, constraint=constraint or None, table=table or None)
+    if error is ForeignKeyViolationError:
+        fk = _MYSQL_FK.search(message)
+        if fk:
+            return _Violation(error, table=fk.group(1), constraint=fk.group(2), column=fk.group(3))
+        return _Violation(error)
+    if error is NotNullViolationError:
+        column = _MYSQL_COLUMN.search(message)
+        return _Violation(error, column=column.group(1) if column else None)
+    check = _MYSQL_CHECK.search(message)
+    if check:
+        return _Violation(error, constraint=check.group(1) or check.group(3), table=check.group(2))
+    return _Violation(error)
+
+
+def _from_sqlite(orig: BaseException) -> _Violation | None:
+    message = str(orig)
+    error = _SQLITE_NAMES.get(str(getattr(orig, "sqlite_errorname", "")))
+    if error is None:
+        error = next((e for p, e in _SQLITE_PREFIXES.items() if message.startswith(p)), None)
+    if error is None:
+        return None
+    detail = message.partition(": ")[2]
+    if error is CheckViolationError:
+        return _Violation(error, constraint=detail or None)
+    first = detail.split(",")[0].strip()
+    table, _, column = first.rpartition(".")
+    return _Violation(error, table=table or None, column=column or None)
+
+
+_BY_DIALECT = {"postgresql": _from_postgres, "mysql": _from_mysql, "sqlite": _from_sqlite}
+
+
+_PG_OPERATIONAL: dict[str, type[HeroRepoError]] = {
+    "40001": SerializationError,
+    "40P01": DeadlockError,
+    "55P03": LockTimeoutError,  # lock_not_available (lock_timeout)
+    "57014": StatementTimeoutError,  # query_canceled (statement_timeout)
+    "57P01": ConnectionLostError,  # admin_shutdown, e.g. pg_terminate_backend()
+    "57P02": ConnectionLostError,  # crash_shutdown
+    "57P03": ConnectionLostError,  # cannot_connect_now
+}
+
+_MYSQL_OPERATIONAL: dict[int, type[HeroRepoError]] = {
+    1213: DeadlockError,
+    1205: LockTimeoutError,  # the server rolled back only the statement; the UoW rolls back all
+    1969: StatementTimeoutError,  # MariaDB max_statement_time
+    3024: StatementTimeoutError,  # MySQL max_execution_time
+    1927: ConnectionLostError,  # MariaDB: connection was killed
+    2003: ConnectionLostError,  # cannot connect to the server
+    2006: ConnectionLostError,  # server has gone away
+    2013: ConnectionLostError,  # lost connection during query
+    4031: ConnectionLostError,  # disconnected by the server for inactivity
+}
+
+_SQLITE_BUSY_NAMES = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_SQLITE_BUSY_TEXT = ("database is locked", "database table is locked")
+
+_OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
+    ConnectionLostError: (
+        "The connection to the database was lost; this transaction did not complete. "
+        "The next unit of work reconnects."
+    ),
+    StatementTimeoutError: "The server cancelled the statement: it ran past its time limit.",
+}
+
+
+def _operational(dialect_name: str, orig: BaseException) -> type[HeroRepoError] | None:
+    if dialect_name == "postgresql":
+        return _PG_OPERATIONAL.get(str(getattr(orig, "sqlstate", None) or ""))
+    if dialect_name in ("mysql", "mariadb"):
+        args = getattr(orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        return _MYSQL_OPERATIONAL.get(code) if code is not None else None
+    if dialect_name == "sqlite":
+        name = str(getattr(orig, "sqlite_errorname", ""))
+        message = str(orig)
+        if name.startswith(_SQLITE_BUSY_NAMES) or message.startswith(_SQLITE_BUSY_TEXT):
+            return DatabaseBusyError
+    return None
+
+
+def classify(
+    dialect_name: str, orig: BaseException, *, is_disconnect: bool = False
+) -> HeroRepoError | None:
+    """Return the herorepo error for a driver exception, or ``None`` if we cannot name it."""
+    reader = _BY_DIALECT.get("mysql" if dialect_name == "mariadb" else dialect_name)
+    violation = reader(orig) if reader else None
+    if violation is not None:
+        return violation.error(
+            constraint=violation.constraint, table=violation.table, column=violation.column
+        )
+    error = _operational(dialect_name, orig)
+    if error is None and is_disconnect:
+        error = ConnectionLostError
+    if error is None:
+        return None
+    hint = _OPERATIONAL_HINTS.get(error)
+    return error(hint) if hint else error()
+
+
+def translate_driver_error(context: ExceptionContext) -> None:
+    """``handle_error`` hook: raise the herorepo error for a driver error we can name.
+
+    SQLAlchemy still invalidates a disconnected connection, and chains the driver's exception
+    as ``__cause__``.
+    """
+    error = classify(
+        context.dialect.name, context.original_exception, is_disconnect=context.is_disconnect
+    )
+    if error is not None:
+        raise error
