@@ -104,7 +104,7 @@ class EngineConfig:
 
 
 class HeroRepoPool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async queue pool, raising herorepo errors when it cannot hand out a connection."""
+    """SQLAlchemy's async queue pool; raises herorepo errors when it has no connection."""
 
     def _do_get(self) -> ConnectionPoolEntry:
         try:
