@@ -30,6 +30,10 @@ from herorepo._url import resolve_url
 
 from .models import metadata
 
+# herorepo's own pytest plugin, turned on as users turn it on (its fixtures are all named
+# herorepo_*; tests/examples uses them), and pytester, which tests/plugin runs user projects with.
+pytest_plugins = ["herorepo.testing", "pytester"]
+
 settings.register_profile(
     "herorepo",
     deadline=None,
