@@ -1,0 +1,334 @@
+"""FastAPI integration: a lifespan, request-scoped dependencies and HTTP errors.
+
+::
+
+    db = Database.from_env()
+    app = FastAPI(lifespan=lifespan(db, create_tables=True))
+    add_exception_handlers(app)
+    Heroes = Annotated[Repository[Hero], Depends(repository(Hero))]
+
+    @app.get("/heroes/{hero_id}")
+    async def read_hero(hero_id: int, heroes: Heroes) -> HeroPublic:
+        return await heroes.get_one(hero_id)  # NotFoundError becomes a 404
+
+What each dependency gives an endpoint, and when it ends:
+
+=================  ==============================  ===============================================
+dependency         gives                           ends
+=================  ==============================  ===============================================
+``DatabaseDep``    the app's :class:`Database`     never; pass it to background tasks
+``SessionDep``     an ``AsyncSession``; you        closed when the endpoint returns, before the
+                   commit                          response is sent
+``UnitOfWorkDep``  an active :class:`UnitOfWork`   committed when the endpoint returns, before the
+                                                   response is sent; rolled back if it raises
+``repository(M)``  a repository on the request's   as ``UnitOfWorkDep`` (all repositories of a
+                   unit of work                    request share one unit of work)
+=================  ==============================  ===============================================
+
+The session and the unit of work end *before* the response is sent
+(``Depends(..., scope="function")``, FastAPI 0.121+): a commit that fails (a constraint checked
+at commit, a lost connection) becomes an error response instead of a 200 for data that was never
+saved, and the connection is back in the pool before the client reads the body. Background tasks
+run after that, so they must open their own session: take ``DatabaseDep`` and pass the database
+to the task, never the request's session or repository.
+
+FastAPI is imported only here: ``import herorepo`` never imports it.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, overload
+
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from starlette.requests import HTTPConnection
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "herorepo.integrations.fastapi needs FastAPI: pip install 'herorepo[fastapi]'"
+    ) from exc
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .._database import Database
+from .._errors import (
+    CheckViolationError,
+    ConfigurationError,
+    ConflictError,
+    ForeignKeyViolationError,
+    InvalidCursorError,
+    InvalidDataError,
+    InvalidFilterError,
+    NotFoundError,
+    NotNullViolationError,
+    UniqueViolationError,
+)
+from .._filters import FilterQuery, FilterSet
+from .._repository import Repository
+from .._unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+if "scope" not in inspect.signature(Depends).parameters:  # pragma: no cover
+    raise ImportError(
+        "herorepo.integrations.fastapi needs FastAPI 0.121 or later (dependency scopes): "
+        "pip install --upgrade 'herorepo[fastapi]'"
+    )
+
+__all__ = [
+    "DatabaseDep",
+    "SessionDep",
+    "UnitOfWorkDep",
+    "add_exception_handlers",
+    "filter_query",
+    "get_database",
+    "get_session",
+    "get_unit_of_work",
+    "lifespan",
+    "repository",
+]
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+RepositoryT = TypeVar("RepositoryT", bound="Repository[Any]")
+
+logger = logging.getLogger("herorepo")
+
+_STATE_KEY = "herorepo_database"
+
+
+def lifespan(
+    database: Database, *, create_tables: bool = False, metadata: MetaData | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Return a lifespan for ``FastAPI(lifespan=...)`` that serves ``database`` to the dependencies.
+
+    On startup it makes ``database`` the app's database and, with ``create_tables=True``,
+    creates the missing tables of ``metadata`` (default: every SQLModel table). On shutdown, or
+    when startup fails, it disposes the connection pool. To combine it with startup code of your
+    own, enter it inside your lifespan: ``async with lifespan(db)(app): ...``.
+
+    Args:
+        database: The database the app's requests use.
+        create_tables: Create missing tables on startup (for demos and tests; use migrations
+            in production).
+        metadata: The tables to create; every SQLModel table when omitted.
+
+    .. versionadded:: 0.1.0
+    """
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncGenerator[None, None]:
+        setattr(app.state, _STATE_KEY, database)
+        try:
+            if create_tables:
+                await database.create_all(metadata)
+            yield
+        finally:
+            await database.dispose()
+
+    return run
+
+
+def get_database(connection: HTTPConnection) -> Database:
+    """Return the app's database, as registered by :func:`lifespan`.
+
+    Override this one dependency to point every herorepo dependency of an app at another
+    database (herorepo.testing's ``herorepo_client`` does).
+
+    Raises:
+        ConfigurationError: the app has no database: its lifespan did not run.
+    """
+    database = getattr(connection.app.state, _STATE_KEY, None)
+    if not isinstance(database, Database):
+        raise ConfigurationError(
+            "This app has no herorepo database. Create the app with "
+            "FastAPI(lifespan=herorepo.integrations.fastapi.lifespan(db)) and run its lifespan: "
+            "httpx's ASGITransport does not, so wrap the client in "
+            "`async with app.router.lifespan_context(app):` (or use herorepo.testing's "
+            "herorepo_client, which needs no lifespan)."
+        )
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+"""The app's :class:`~herorepo.Database`; pass it to background tasks, which need their own
+session."""
+
+
+async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """Yield a session for one request; use :data:`SessionDep` rather than this function."""
+    async with database.session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+"""A session for one request. Commit it yourself; whatever is not committed when the endpoint
+returns is rolled back, and the session is closed before the response is sent."""
+
+
+async def get_unit_of_work(database: DatabaseDep) -> AsyncIterator[UnitOfWork]:
+    """Yield a unit of work for one request; use :data:`UnitOfWorkDep` rather than this function."""
+    async with database.unit_of_work() as uow:
+        yield uow
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
+"""A unit of work for one request: committed after the endpoint returns and before the response is
+sent (a failed commit becomes the response), rolled back if the endpoint raises."""
+
+
+@overload
+def repository(
+    model: type[RepositoryT],
+) -> Callable[[UnitOfWork], Coroutine[Any, Any, RepositoryT]]: ...
+@overload
+def repository(
+    model: type[ModelT],
+) -> Callable[[UnitOfWork], Coroutine[Any, Any, Repository[ModelT]]]: ...
+def repository(
+    model: Any,
+) -> Callable[[UnitOfWork], Coroutine[Any, Any, Repository[Any]]]:
+    """Return a dependency that builds a repository on the request's unit of work.
+
+    ::
+
+        Heroes = Annotated[Repository[Hero], Depends(repository(Hero))]
+        HeroRepo = Annotated[HeroRepository, Depends(repository(HeroRepository))]
+
+    All repositories of one request share its unit of work (and the endpoint's
+    ``UnitOfWorkDep``, if it has one): one transaction, committed before the response is sent.
+
+    Args:
+        model: A table model, or a ``Repository`` subclass bound to one.
+
+    Raises:
+        ConfigurationError: ``model`` is neither a table model nor a repository class.
+
+    .. versionadded:: 0.1.0
+    """
+    name = str(getattr(model, "__name__", model))
+    if isinstance(model, type) and issubclass(model, Repository):
+        repository_class: type[Repository[Any]] = cast("Any", model)
+        if getattr(repository_class, "model", None) is None:
+            raise ConfigurationError(
+                f"{name} names no model; declare it as class {name}(Repository[Hero])."
+            )
+
+        async def dependency(uow: UnitOfWorkDep) -> Repository[Any]:
+            return repository_class(uow.session)
+
+    elif isinstance(model, type) and getattr(model, "__table__", None) is not None:
+        table_model: type[SQLModel] = model
+
+        async def dependency(uow: UnitOfWorkDep) -> Repository[Any]:
+            return Repository(uow.session, table_model)
+
+    else:
+        raise ConfigurationError(
+            f"repository() takes a table model or a Repository subclass, not {model!r}."
+        )
+    dependency.__name__ = f"{name}_repository"
+    return dependency
+
+
+def filter_query(
+    filter_set: FilterSet[Any],
+) -> Callable[[HTTPConnection], Coroutine[Any, Any, FilterQuery]]:
+    """Return a dependency that parses the request's query parameters with ``filter_set``.
+
+    ::
+
+        HeroQuery = Annotated[FilterQuery, Depends(filter_query(hero_filters))]
+
+    A parameter given several times (``team_id__in=1&team_id__in=2``) keeps all its values.
+    Parameters the set does not allow raise :class:`~herorepo.InvalidFilterError`, which
+    :func:`add_exception_handlers` turns into a 422 naming what is allowed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    async def dependency(connection: HTTPConnection) -> FilterQuery:
+        params = connection.query_params
+        return filter_set.parse({key: params.getlist(key) for key in params})
+
+    dependency.__name__ = f"{filter_set.model.__name__}_filter_query"
+    return dependency
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+_CONFLICTS: dict[type[ConflictError], str] = {
+    UniqueViolationError: "A record with the same unique value already exists.",
+    ForeignKeyViolationError: (
+        "The request refers to a record that does not exist, or the record is still in use."
+    ),
+    NotNullViolationError: "A required value is missing.",
+    CheckViolationError: "A value is not allowed.",
+}
+
+_INVALID: dict[type[Exception], tuple[str, str]] = {
+    InvalidFilterError: ("invalid_filter", "query"),
+    InvalidCursorError: ("invalid_cursor", "query"),
+    InvalidDataError: ("invalid_data", "body"),
+}
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Answer herorepo errors that reach FastAPI with HTTP errors instead of a 500.
+
+    =========================================  ======  ===========================================
+    error                                      status  body
+    =========================================  ======  ===========================================
+    :class:`~herorepo.NotFoundError`           404     ``{"detail": "Hero with id=3 does not
+                                                       exist."}``
+    :class:`~herorepo.ConflictError`           409     ``{"detail": "A record with the same unique
+                                                       value already exists."}``, one sentence per
+                                                       kind of violation: no SQL, no constraint,
+                                                       table or column name, no value
+    :class:`~herorepo.InvalidFilterError`,     422     FastAPI's validation error shape:
+    :class:`~herorepo.InvalidCursorError`,             ``{"detail": [{"type": "invalid_filter",
+    :class:`~herorepo.InvalidDataError`                "loc": ["query"], "msg": "..."}]}``
+    =========================================  ======  ===========================================
+
+    Conflicts are logged on the ``herorepo`` logger at INFO with the constraint details the
+    response leaves out. Other herorepo errors (``LazyLoadError``, ``TransactionError``) are
+    bugs in the app and stay 500s. Register your own handler after this call to replace one.
+
+    .. versionadded:: 0.1.0
+    """
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)
+    for error in _INVALID:
+        app.add_exception_handler(error, _invalid)
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotFoundError)
+    # A search by criteria renders them as SQL; only a key lookup's message is for clients.
+    detail = str(exc) if exc.ident is not None else f"{exc.model} not found."
+    return JSONResponse({"detail": detail}, status_code=404)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ConflictError)
+    logger.info("%s %s answered 409 Conflict: %s", request.method, request.url.path, exc)
+    detail = next(
+        (_CONFLICTS[kind] for kind in type(exc).__mro__ if kind in _CONFLICTS),
+        "The request conflicts with the current state of the data.",
+    )
+    return JSONResponse({"detail": detail}, status_code=409)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    kind, location = next(
+        (value for error, value in _INVALID.items() if isinstance(exc, error)),
+        ("invalid", "query"),
+    )
+    error = {"type": kind, "loc": [location], "msg": str(exc)}
+    return JSONResponse({"detail": [error]}, status_code=422)
