@@ -1,0 +1,1 @@
+"""The hero API: the reference Hero/Team API on FastAPI and herorepo."""

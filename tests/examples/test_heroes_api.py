@@ -1,0 +1,230 @@
+"""The hero API (examples/heroes_api/app.py) on SQLite, PostgreSQL and MySQL.
+
+The first six tests are the reference tutorial's own cases. Requests go through httpx's
+AsyncClient with ASGITransport (``herorepo_client``); checks read the database through
+``herorepo_session``, which sees what the requests committed inside the test's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.heroes_api.app import Hero, Team, app
+from herorepo import Database
+from herorepo.integrations.fastapi import get_database
+from herorepo.testing import assert_max_queries, count_queries
+
+pytestmark = pytest.mark.asyncio
+
+SPIDER_BOY = {"name": "Spider-Boy", "secret_name": "Peter Parker"}
+
+
+async def create_hero(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    response = await client.post("/heroes/", json={**SPIDER_BOY, **fields})
+    assert response.status_code == 200, response.text
+    hero: dict[str, Any] = response.json()
+    return hero
+
+
+async def stored(session: AsyncSession, hero_id: int) -> Hero | None:
+    """The row as the database holds it, read again rather than from the identity map."""
+    statement = select(Hero).where(Hero.id == hero_id).execution_options(populate_existing=True)
+    return (await session.exec(statement)).first()
+
+
+# --- the reference's cases -----------------------------------------------------------------------
+
+
+async def test_create_hero(herorepo_client: httpx.AsyncClient) -> None:
+    response = await herorepo_client.post("/heroes/", json=SPIDER_BOY)
+    data = response.json()
+    assert response.status_code == 200
+    assert data["name"] == "Spider-Boy"
+    assert data["secret_name"] == "Peter Parker"
+    assert data["age"] is None
+    assert isinstance(data["id"], int)
+
+
+async def test_read_heroes_lists_the_new_hero(herorepo_client: httpx.AsyncClient) -> None:
+    created = await create_hero(herorepo_client)
+    await create_hero(herorepo_client, name="Rusty-Man", secret_name="Tommy Sharp", age=48)
+    response = await herorepo_client.get("/heroes/")
+    assert response.status_code == 200
+    page = response.json()
+    assert page["items"][0] == created
+    assert [hero["name"] for hero in page["items"]] == ["Spider-Boy", "Rusty-Man"]
+    assert page["next_cursor"] is None
+
+
+async def test_read_missing_hero_is_404(herorepo_client: httpx.AsyncClient) -> None:
+    response = await herorepo_client.get("/heroes/9999")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Hero with id=9999 does not exist."}
+
+
+async def test_update_changes_only_the_fields_sent(
+    herorepo_client: httpx.AsyncClient, herorepo_session: AsyncSession
+) -> None:
+    hero = await create_hero(herorepo_client, age=16)
+    response = await herorepo_client.patch(f"/heroes/{hero['id']}", json={"name": "Spider-Man"})
+    assert response.status_code == 200
+    assert response.json() == {**hero, "name": "Spider-Man"}
+    row = await stored(herorepo_session, hero["id"])
+    assert row is not None
+    assert (row.name, row.secret_name, row.age) == ("Spider-Man", "Peter Parker", 16)
+
+
+async def test_update_can_set_a_field_to_null(herorepo_client: httpx.AsyncClient) -> None:
+    hero = await create_hero(herorepo_client, age=16)
+    response = await herorepo_client.patch(f"/heroes/{hero['id']}", json={"age": None})
+    assert response.json() == {**hero, "age": None}
+
+
+async def test_delete_twice_is_404_the_second_time(
+    herorepo_client: httpx.AsyncClient, herorepo_session: AsyncSession
+) -> None:
+    hero = await create_hero(herorepo_client)
+    first = await herorepo_client.delete(f"/heroes/{hero['id']}")
+    assert (first.status_code, first.json()) == (200, {"ok": True})
+    assert await stored(herorepo_session, hero["id"]) is None
+    second = await herorepo_client.delete(f"/heroes/{hero['id']}")
+    assert second.status_code == 404
+
+
+async def test_team_read_loads_its_heroes_eagerly(
+    herorepo_client: httpx.AsyncClient, herorepo_db: Database
+) -> None:
+    team = (
+        await herorepo_client.post(
+            "/teams/", json={"name": "Preventers", "headquarters": "Sharp Tower"}
+        )
+    ).json()
+    for name in ("Rusty-Man", "Spider-Boy"):
+        await create_hero(herorepo_client, name=name, team_id=team["id"])
+    # The team and its heroes: two SELECTs, however many heroes. A lazy load would have raised
+    # LazyLoadError (a 500) instead of running a third.
+    with assert_max_queries(herorepo_db, 2) as queries:
+        response = await herorepo_client.get(f"/teams/{team['id']}")
+    assert response.status_code == 200
+    assert queries.count == 2
+    data = response.json()
+    assert (data["name"], data["headquarters"]) == ("Preventers", "Sharp Tower")
+    assert sorted(hero["name"] for hero in data["heroes"]) == ["Rusty-Man", "Spider-Boy"]
+
+
+# --- beyond the reference ------------------------------------------------------------------------
+
+
+async def test_create_notifies_in_the_background(
+    herorepo_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="heroes_api"):
+        hero = await create_hero(herorepo_client)
+    assert f"New hero: Spider-Boy (id={hero['id']})" in caplog.messages
+
+
+async def test_listing_pages_with_cursors(herorepo_client: httpx.AsyncClient) -> None:
+    for name, age in [
+        ("Deadpond", 30),
+        ("Rusty-Man", 48),
+        ("Spider-Boy", None),
+        ("Tarantula", 32),
+        ("Dr. Weird", 36),
+    ]:
+        await create_hero(herorepo_client, name=name, age=age)
+    seen: list[str] = []
+    params: dict[str, Any] = {"order_by": "-age", "limit": 2}
+    pages = 0
+    while True:
+        page = (await herorepo_client.get("/heroes/", params=params)).json()
+        pages += 1
+        seen += [hero["name"] for hero in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        params["after"] = page["next_cursor"]
+    assert pages == 3
+    # Oldest first; the hero without an age comes last.
+    assert seen == ["Rusty-Man", "Dr. Weird", "Tarantula", "Deadpond", "Spider-Boy"]
+
+
+async def test_listing_filters(herorepo_client: httpx.AsyncClient) -> None:
+    team = (
+        await herorepo_client.post("/teams/", json={"name": "Z-Force", "headquarters": "?"})
+    ).json()
+    await create_hero(herorepo_client, name="Deadpond", age=30, team_id=team["id"])
+    await create_hero(herorepo_client, name="Rusty-Man", age=48)
+    await create_hero(herorepo_client, name="Spider-Boy")
+
+    async def names(**params: Any) -> list[str]:
+        response = await herorepo_client.get("/heroes/", params={"order_by": "name", **params})
+        assert response.status_code == 200, response.text
+        return [hero["name"] for hero in response.json()["items"]]
+
+    assert await names(name__icontains="MAN") == ["Rusty-Man"]
+    assert await names(age__ge=30) == ["Deadpond", "Rusty-Man"]
+    assert await names(age__isnull="true") == ["Spider-Boy"]
+    assert await names(team_id=team["id"]) == ["Deadpond"]
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "message"),
+    [
+        ({"power": "web"}, "invalid_filter", "Filterable fields: age, name, team_id"),
+        ({"age__ge": "old"}, "invalid_filter", "Invalid value for 'age'"),
+        ({"order_by": "secret_name"}, "invalid_filter", "Cannot sort Hero by 'secret_name'"),
+        ({"limit": "1000"}, "invalid_filter", "limit must be between 1 and 100"),
+        ({"after": "bm90IGEgY3Vyc29y"}, "invalid_cursor", "Invalid pagination cursor"),
+        ({"offset": "20"}, "invalid_filter", "not offset"),
+    ],
+    ids=["unknown-field", "bad-value", "unsortable", "limit", "cursor", "offset"],
+)
+async def test_listing_refuses_bad_parameters_with_422(
+    herorepo_client: httpx.AsyncClient, params: dict[str, str], kind: str, message: str
+) -> None:
+    response = await herorepo_client.get("/heroes/", params=params)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == kind
+    assert message in error["msg"]
+
+
+async def test_a_taken_team_name_is_409(herorepo_client: httpx.AsyncClient) -> None:
+    team = {"name": "Preventers", "headquarters": "Sharp Tower"}
+    assert (await herorepo_client.post("/teams/", json=team)).status_code == 200
+    response = await herorepo_client.post("/teams/", json=team)
+    assert response.status_code == 409
+    assert response.json() == {"detail": "A record with the same unique value already exists."}
+
+
+async def test_a_hero_of_a_missing_team_is_409(herorepo_client: httpx.AsyncClient) -> None:
+    response = await herorepo_client.post("/heroes/", json={**SPIDER_BOY, "team_id": 9999})
+    assert response.status_code == 409
+    assert "does not exist" in response.json()["detail"]
+
+
+async def test_each_test_starts_empty(herorepo_db: Database) -> None:
+    """The tests above committed through the API; the plugin rolled each of them back."""
+    async with herorepo_db.session() as session:
+        assert (await session.exec(select(Hero))).all() == []
+        assert (await session.exec(select(Team))).all() == []
+
+
+async def test_client_override_is_removed_after_the_test() -> None:
+    assert get_database not in app.dependency_overrides
+
+
+async def test_list_query_count_does_not_grow_with_rows(
+    herorepo_client: httpx.AsyncClient, herorepo_db: Database
+) -> None:
+    for number in range(5):
+        await create_hero(herorepo_client, name=f"Hero {number}")
+    with count_queries(herorepo_db) as queries:
+        response = await herorepo_client.get("/heroes/")
+    assert len(response.json()["items"]) == 5
+    assert queries.count == 1, queries
