@@ -50,6 +50,18 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark herorepo against the drivers, Core, SQLModel, advanced-alchemy and fastcrud.
+
+    Rewrites docs/benchmarks.md and docs/benchmarks.png, taking the test suite's lock first.
+    `nox -s bench -- --backends sqlite` runs one backend; `-- profile --backend postgres`
+    profiles herorepo's get and create instead. Not run by default, and not part of the tests.
+    """
+    _install(session, "bench")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright (strict) on src/ and the typing tests."""
     _install(session, "typecheck")

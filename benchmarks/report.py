@@ -1,0 +1,473 @@
+"""Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .contenders import ORDER
+from .contenders.base import PAGE_SIZE
+from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
+from .runner import NOISY
+
+LABELS = {
+    "raw": "raw driver",
+    "raw_copy": "asyncpg COPY",
+    "core": "SQLAlchemy Core",
+    "sqlmodel": "SQLModel AsyncSession",
+    "herorepo": "herorepo",
+    "advanced_alchemy": "advanced-alchemy",
+    "fastcrud": "fastcrud",
+}
+TIMES = "\u00d7"  # the multiplication sign, as in "1.05 times"
+DASH = "\u2013"  # an en dash: no value
+
+COLUMNS = [key for key in ORDER if key != "raw_copy"]
+RATIO_COLUMNS = [key for key in COLUMNS if key != "raw"]
+COLORS = {
+    "raw": "#7f7f7f",
+    "core": "#1f77b4",
+    "herorepo": "#d62728",
+    "advanced_alchemy": "#2ca02c",
+    "fastcrud": "#9467bd",
+}
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 0.01:
+        return f"{seconds * 1e3:.2f} ms"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}{TIMES}" if value < 10 else f"{value:.0f}{TIMES}"
+
+
+def _median(workload: dict[str, Any], key: str) -> float | None:
+    result = workload["results"].get(key)
+    return result.get("median") if result else None
+
+
+def _short(workload: dict[str, Any]) -> str:
+    return str(workload.get("short") or workload["label"])
+
+
+def _cell_time(result: dict[str, Any] | None) -> str:
+    if not result or result.get("unsupported"):
+        return "n/a"
+    flag = " †" if result["noisy"] else ""
+    return f"{fmt_time(result['median'])}{flag} · {result['statements']}"
+
+
+def _cell_ratio(workload: dict[str, Any], key: str) -> str:
+    mine = _median(workload, key)
+    if mine is None:
+        return "n/a"
+    idiom = _median(workload, "sqlmodel")
+    raw = _median(workload, "raw")
+    left = _ratio(mine / idiom) if idiom else f"{DASH}"
+    right = _ratio(mine / raw) if raw else f"{DASH}"
+    if key == "herorepo" and idiom and mine / idiom > 1.05:
+        left = f"**{left}**"
+    return f"{left} / {right}"
+
+
+def _time_table(backend: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workload | " + " | ".join(LABELS[k] for k in COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
+    for key, workload in backend["workloads"].items():
+        cells = [_cell_time(workload["results"].get(c)) for c in COLUMNS]
+        lines.append(f"| {workload['label']} | " + " | ".join(cells) + " |")
+        copy = workload["results"].get("raw_copy")
+        if key == "bulk_insert" and copy and not copy.get("unsupported"):
+            cells = [_cell_time(copy)] + ["" for _ in COLUMNS[1:]]
+            lines.append(f"| {workload['label']}, asyncpg COPY | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ratio_table(backend: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workload | " + " | ".join(LABELS[k] for k in RATIO_COLUMNS) + " |",
+        "|---|" + "---:|" * len(RATIO_COLUMNS),
+    ]
+    for workload in backend["workloads"].values():
+        cells = [_cell_ratio(workload, c) for c in RATIO_COLUMNS]
+        lines.append(f"| {workload['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _stream_table(backend: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    workload = backend["workloads"].get("stream")
+    memory = backend.get("memory", {})
+    if not workload:
+        return []
+    lines = [
+        f"| contender | time | rows/s | {TIMES} SQLModel | peak heap growth, "
+        f"{sizes['stream_rows'] // 5:,} rows | peak heap growth, {sizes['stream_rows']:,} rows |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    idiom = _median(workload, "sqlmodel")
+    for key in COLUMNS:
+        median = _median(workload, key)
+        if median is None:
+            continue
+        mem = memory.get(key, {})
+        lines.append(
+            f"| {LABELS[key]} | {fmt_time(median)} | {sizes['stream_rows'] / median:,.0f} | "
+            f"{_ratio(median / idiom) if idiom else '{DASH}'} | "
+            f"{mem.get('small_peak_bytes', 0) / 1e6:.2f} MB | "
+            f"{mem.get('peak_bytes', 0) / 1e6:.2f} MB |"
+        )
+    return lines
+
+
+def _pages_table(backend: dict[str, Any]) -> list[str]:
+    first = backend["workloads"].get("keyset_first")
+    deep = backend["workloads"].get("keyset_deep")
+    offset = backend["workloads"].get("offset_deep")
+    if not (first and deep and offset):
+        return []
+    lines = [
+        "| contender | page 1 | keyset page N | keyset N / page 1 | offset page N | "
+        "offset N / page 1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key in COLUMNS:
+        one, keyset, skip = (_median(w, key) for w in (first, deep, offset))
+        if one is None or keyset is None or skip is None:
+            continue
+        lines.append(
+            f"| {LABELS[key]} | {fmt_time(one)} | {fmt_time(keyset)} | {_ratio(keyset / one)} | "
+            f"{fmt_time(skip)} | {_ratio(skip / one)} |"
+        )
+    return lines
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    backends = [b for b in BACKENDS if b in results["backends"]]
+    rows: list[tuple[str, list[str]]] = []
+
+    def per_backend(name: str, check: Any) -> None:
+        rows.append((name, [check(results["backends"][b], b) for b in backends]))
+
+    def overhead(backend: dict[str, Any], _: str) -> str:
+        worst = []
+        for workload in backend["workloads"].values():
+            mine, idiom = _median(workload, "herorepo"), _median(workload, "sqlmodel")
+            if mine and idiom and mine / idiom > 1.05:
+                noisy = workload["results"]["herorepo"]["noisy"]
+                worst.append(
+                    f"{workload['label']} {mine / idiom:.2f}{TIMES}{' †' if noisy else ''}"
+                )
+        return "met" if not worst else "missed: " + "; ".join(worst)
+
+    def statements(backend: dict[str, Any], _: str) -> str:
+        more, fewer = [], []
+        for workload in backend["workloads"].values():
+            mine = workload["results"].get("herorepo", {}).get("statements")
+            idiom = workload["results"].get("sqlmodel", {}).get("statements")
+            if mine is None or idiom is None:
+                continue
+            if mine > idiom:
+                more.append(f"{_short(workload)} {mine} vs {idiom}")
+            elif mine < idiom:
+                fewer.append(f"{_short(workload)} {mine} vs {idiom}")
+        verdict = "met" if not more else "missed: " + "; ".join(more)
+        return verdict + (f" (fewer: {'; '.join(fewer)})" if fewer else "")
+
+    def peers(backend: dict[str, Any], _: str) -> str:
+        slower = []
+        for workload in backend["workloads"].values():
+            mine = _median(workload, "herorepo")
+            for peer in ("advanced_alchemy", "fastcrud"):
+                theirs = _median(workload, peer)
+                if mine and theirs and mine > theirs:
+                    slower.append(
+                        f"{workload['label']} vs {LABELS[peer]} {mine / theirs:.2f}{TIMES}"
+                    )
+        return "met" if not slower else "missed: " + "; ".join(slower)
+
+    def bulk(backend: dict[str, Any], name: str) -> str:
+        workload = backend["workloads"].get("bulk_insert")
+        if not workload:
+            return f"{DASH}"
+        mine, core = _median(workload, "herorepo"), _median(workload, "core")
+        limit = 1.6 if name == "sqlite" else 1.3
+        if not mine or not core:
+            return f"{DASH}"
+        verdict = "met" if mine / core <= limit else "missed"
+        return f"{verdict}: {mine / core:.2f}{TIMES} Core (≤ {limit}{TIMES})"
+
+    def stream(backend: dict[str, Any], _: str) -> str:
+        workload = backend["workloads"].get("stream")
+        memory = backend.get("memory", {}).get("herorepo")
+        if not workload or not memory:
+            return f"{DASH}"
+        mine, idiom = _median(workload, "herorepo"), _median(workload, "sqlmodel")
+        if not mine or not idiom:
+            return f"{DASH}"
+        per_100k = memory["peak_bytes"] / memory["rows"] * 100_000 / 1e6
+        ok = mine / idiom <= 1.1 and per_100k < 5
+        return (
+            f"{'met' if ok else 'missed'}: {mine / idiom:.2f}{TIMES} partitions(); "
+            f"{memory['small_peak_bytes'] / 1e6:.1f} → {memory['peak_bytes'] / 1e6:.1f} MB"
+        )
+
+    def keyset(backend: dict[str, Any], _: str) -> str:
+        first, deep = (
+            backend["workloads"].get("keyset_first"),
+            backend["workloads"].get("keyset_deep"),
+        )
+        if not first or not deep:
+            return f"{DASH}"
+        one, last = _median(first, "herorepo"), _median(deep, "herorepo")
+        if not one or not last:
+            return f"{DASH}"
+        return f"{'met' if last / one <= 1.5 else 'missed'}: {last / one:.2f}{TIMES} page 1"
+
+    def eager(backend: dict[str, Any], _: str) -> str:
+        workload = backend["workloads"].get("teams_with_heroes")
+        if not workload:
+            return f"{DASH}"
+        mine, idiom = _median(workload, "herorepo"), _median(workload, "sqlmodel")
+        count = workload["results"]["herorepo"].get("statements")
+        if not mine or not idiom:
+            return f"{DASH}"
+        ok = mine / idiom <= 1.1 and count == 2
+        return f"{'met' if ok else 'missed'}: {mine / idiom:.2f}{TIMES}, {count} queries"
+
+    per_backend(f"Every read and write within 1.05{TIMES} of hand-written SQLModel", overhead)
+    per_backend("No more SQL statements than hand-written SQLModel", statements)
+    per_backend("Faster than advanced-alchemy and fastcrud where they have the API", peers)
+    per_backend(f"`add_many` of 10,000 rows within 1.3{TIMES} (1.6{TIMES} SQLite) of Core", bulk)
+    per_backend(f"Streaming within 1.1{TIMES} of `partitions()`, < 5 MB per 100,000 rows", stream)
+    per_backend(f"Keyset page N within 1.5{TIMES} of page 1", keyset)
+    per_backend(f"100 teams with heroes in 2 queries, within 1.1{TIMES} of selectinload", eager)
+    lines = [
+        "| target | " + " | ".join(BACKEND_NAMES[b] for b in backends) + " |",
+        "|---|" + "---|" * len(backends),
+    ]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
+    imports = results.get("import_time")
+    if imports:
+        ratio = imports["ratio"]
+        verdict = "met" if ratio < 1.5 else "missed"
+        lines.append(
+            f"| `import herorepo` under 1.5{TIMES} `import sqlmodel` | "
+            + " | ".join([f"{verdict}: {ratio:.2f}{TIMES}"] * len(backends))
+            + " |"
+        )
+    return lines
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+INTRO = """\
+# Benchmarks
+
+What each data-access layer costs per operation, measured side by side in one process on the
+same data: the raw driver with hand-written SQL, SQLAlchemy Core, hand-written SQLModel
+`AsyncSession` code (as in SQLModel's async reference), herorepo, advanced-alchemy's repository
+and fastcrud. The program in `benchmarks/` writes this page and its chart; rerun it rather than
+editing them:
+
+```bash
+python -m pip install nox && nox -s bench
+```
+
+It takes the lock the test suite takes (`/tmp/herorepo-tests.lock`), creates its own `bench_*`
+tables and drops them at the end. `nox -s bench -- --backends sqlite` runs one backend,
+`nox -s bench -- --help` lists the options, and `python -m benchmarks profile --backend postgres`
+profiles herorepo's get and create and splits its overhead into engine defaults, unit of work
+and repository.
+"""
+
+METHOD = """\
+## Method
+
+- Data: {teams} teams; {heroes:,} heroes, {in_teams:,} of them in a team ({per_team} each); a
+  large table of {large_rows:,} rows for pages and streaming; bulk inserts of {bulk_rows:,} rows
+  into an empty table.
+- Each op is a whole request: take a session or connection, run the statements, commit where
+  the workload writes, give the connection back. Reads use a session without a transaction
+  block; herorepo writes run in `db.unit_of_work()`.
+- Contenders as their documentation shows them: the raw drivers on their own pools (aiosqlite
+  on one connection), `RETURNING` for the inserted row; Core and SQLModel on a plain
+  `create_async_engine(url)`; herorepo on `Database(url)` with its defaults (pre-ping on
+  PostgreSQL and MariaDB, an explicit `BEGIN` on SQLite); advanced-alchemy with its defaults
+  (`auto_refresh=True`) and `auto_commit=True`; fastcrud with its defaults (it commits, and
+  returns dicts).
+- Before timing, one op per contender is checked: reads must return the same rows as every
+  other contender, writes must leave the expected rows. Its SQL statements are counted then
+  (SQLAlchemy's `before_cursor_execute`; the raw contenders count their execute calls).
+  `BEGIN` and `COMMIT` are not counted: most drivers send them outside the cursor. A bulk
+  insert counts one statement per batch sent; herorepo's `stream()` reads in keyset batches
+  of 1,000 rows, one SELECT each, by design (no server cursor stays open).
+- Then a warm-up batch, then rounds: in each round every contender runs one batch of the same
+  ops, in a shuffled order. A sample is a batch's time divided by its ops; cells show the
+  median over the rounds. † marks a noisy cell (interquartile range over {noisy:.0%} of the
+  median): read its ratios loosely.
+- Ratios are against hand-written SQLModel code (the idiom herorepo replaces) and the raw
+  driver (the floor). "n/a": the library has no API for the workload (advanced-alchemy and
+  fastcrud cannot stream; fastcrud has no bulk insert).
+- Pages are {page_size} rows; page N is the last page of the large table (offset
+  {deep_offset:,}); each contender's keyset cursor is made before timing.
+- Stream memory is the peak growth of the Python heap (tracemalloc) during one walk, in a
+  separate untimed pass; time and rows/s come from the timed rounds.
+"""
+
+
+def _header(results: dict[str, Any], chart: Path) -> list[str]:
+    meta = results["meta"]
+    m, v, sizes = meta["machine"], meta["versions"], meta["sizes"]
+    servers = ", ".join(
+        f"{BACKEND_NAMES[b]} {results['backends'][b]['server']}"
+        for b in BACKENDS
+        if b in results["backends"]
+    )
+    packages = ", ".join(f"{name} {version}" for name, version in v.items())
+    method = METHOD.format(
+        in_teams=sizes["teams"] * sizes["heroes_per_team"],
+        per_team=sizes["heroes_per_team"],
+        noisy=NOISY,
+        page_size=PAGE_SIZE,
+        **sizes,
+    )
+    return [
+        INTRO,
+        f"Last run: {meta['date']}, `{meta['command']}`, {meta['seconds'] / 60:.1f} minutes.",
+        "",
+        f"![Time per operation relative to hand-written SQLModel code]({chart.name})",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}; shared with other work,",
+        "  so compare ratios within one run: absolute times drift between runs.",
+        f"- Python {m['python']}; {packages}.",
+        f"- herorepo from {meta.get('herorepo_source', 'an unknown commit')}.",
+        f"- Servers, local on the same machine: {servers}.",
+        "",
+        method,
+    ]
+
+
+def _backend_section(name: str, backend: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    sizes = results["meta"]["sizes"]
+    title = f"{BACKEND_NAMES[name]} {backend['server']} ({DRIVERS[name]})"
+    section = [
+        f"## {title}",
+        "",
+        "Median time per operation · SQL statements per operation:",
+        "",
+        *_time_table(backend),
+        "",
+        f"Ratios: {TIMES} hand-written SQLModel / {TIMES} raw driver "
+        f"(herorepo above 1.05{TIMES} in bold):",
+        "",
+        *_ratio_table(backend),
+        "",
+    ]
+    pages = _pages_table(backend)
+    if pages:
+        section += ["Keyset against offset pagination:", "", *pages, ""]
+    stream = _stream_table(backend, sizes)
+    if stream:
+        section += [f"Streaming {sizes['stream_rows']:,} rows:", "", *stream, ""]
+    if backend.get("problems"):
+        section += ["Checks that failed in this run:", ""]
+        section += [f"- {problem}" for problem in backend["problems"]] + [""]
+    return section
+
+
+def _import_section(imports: dict[str, Any] | None) -> list[str]:
+    if not imports:
+        return []
+    med = imports["median_us"]
+    lines = [
+        "## Import time",
+        "",
+        f"`python -X importtime -c 'import X'`, cumulative time of the top module, median of "
+        f"{imports['runs']} fresh interpreters each, alternating:",
+        "",
+        f"| import | time | {TIMES} sqlmodel |",
+        "|---|---:|---:|",
+        f"| `import sqlmodel` | {med['sqlmodel'] / 1000:.0f} ms | 1.00{TIMES} |",
+        f"| `import herorepo` | {med['herorepo'] / 1000:.0f} ms | {imports['ratio']:.2f}{TIMES} |",
+        "",
+        f"herorepo adds {imports['extra_modules']} modules to sqlmodel's "
+        f"({imports['extra_self_us'] / 1000:.0f} ms of own time); the largest:",
+        "",
+    ]
+    lines += [f"- `{name}` {own / 1000:.1f} ms" for name, own in imports["extra_top"]]
+    return [*lines, ""]
+
+
+def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
+    lines = _header(results, chart)
+    lines += ["", "## herorepo's targets (issue 6)", "", *_targets(results), ""]
+    for name in BACKENDS:
+        if name in results["backends"]:
+            lines += _backend_section(name, results["backends"][name], results)
+    lines += _import_section(results.get("import_time"))
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text("\n".join(lines).rstrip() + "\n")
+    write_chart(results, chart)
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = [b for b in BACKENDS if b in results["backends"]]
+    shown = [k for k in COLUMNS if k != "sqlmodel"]
+    fig, axes = plt.subplots(
+        1, len(backends), figsize=(6 * len(backends), 9), sharey=True, sharex=True
+    )
+    axes = [axes] if len(backends) == 1 else list(axes)
+    for ax, name in zip(axes, backends, strict=True):
+        workloads = list(results["backends"][name]["workloads"].values())
+        height = 0.8 / len(shown)
+        for i, key in enumerate(shown):
+            ys, xs = [], []
+            for row, workload in enumerate(workloads):
+                mine, idiom = _median(workload, key), _median(workload, "sqlmodel")
+                if mine and idiom:
+                    ys.append(row - 0.4 + height * (i + 0.5))
+                    xs.append(mine / idiom)
+            ax.barh(ys, xs, height=height, color=COLORS[key], label=LABELS[key])
+            if key == "herorepo":
+                for y, x in zip(ys, xs, strict=True):
+                    ax.text(
+                        x * 1.08, y, f"{x:.2f}", va="center", fontsize=7, color=COLORS[key],
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3},
+                    )  # fmt: skip
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.axvline(1.05, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xscale("log")
+        ax.set_title(f"{BACKEND_NAMES[name]} ({DRIVERS[name]})")
+        ax.set_xlabel(f"time per op / hand-written SQLModel (log scale; dashed: 1.05{TIMES})")
+        ax.set_yticks(range(len(workloads)))
+        ax.set_yticklabels([w["label"] for w in workloads])
+        ax.invert_yaxis()
+        ax.grid(axis="x", which="both", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(shown), frameon=False)
+    fig.suptitle(
+        "Time per operation relative to hand-written SQLModel AsyncSession code "
+        "(1 = the idiom; herorepo's ratio printed)"
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
