@@ -105,6 +105,24 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT_OPTIONS = {"--json", "--markdown", "--chart"}
+"""Options that only say where results go: left out of the command the report shows."""
+
+
+def _command_line(argv: list[str]) -> str:
+    """The ``nox -s bench`` command that reproduces this run's numbers."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv[1:]:  # argv[0] is the subcommand, "run" by default
+        if skip:
+            skip = False
+        elif arg in OUTPUT_OPTIONS:
+            skip = True
+        elif arg.split("=", 1)[0] not in OUTPUT_OPTIONS:
+            shown.append(arg)
+    return "nox -s bench" + (" -- " + " ".join(shown) if shown else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -133,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in {"run", "render", "profile", "importtime", "-h", "--help"}:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    args.command_line = "nox -s bench" if not argv[1:] else "python -m benchmarks " + " ".join(argv)
+    args.command_line = _command_line(argv)
     if args.what == "render":
         return render(args)
     if args.what == "profile":

@@ -114,7 +114,8 @@ class Dataset:
         }[self.backend]
         async with self.engine.connect() as conn:
             version = str((await conn.execute(text(query))).scalar_one())
-        return version.split(" (")[0]  # PostgreSQL's "15.2 (Debian 15.2-1)" reads as 15.2
+        # "15.2 (Debian 15.2-1)" (PostgreSQL) and "10.11.6-MariaDB-0+deb12u1" read as 15.2, 10.11.6
+        return version.split(" (")[0].split("-")[0]
 
     # --- between ops (never timed) -------------------------------------------------------------
 

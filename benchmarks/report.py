@@ -60,7 +60,8 @@ def _cell_time(result: dict[str, Any] | None) -> str:
     if not result or result.get("unsupported"):
         return "n/a"
     flag = " †" if result["noisy"] else ""
-    return f"{fmt_time(result['median'])}{flag} · {result['statements']}"
+    begins = " + BEGIN" if result.get("begins") else ""
+    return f"{fmt_time(result['median'])}{flag} · {result['statements']}{begins}"
 
 
 def _cell_ratio(workload: dict[str, Any], key: str) -> str:
@@ -165,9 +166,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
             mine, idiom = _median(workload, "herorepo"), _median(workload, "sqlmodel")
             if mine and idiom and mine / idiom > 1.05:
                 noisy = workload["results"]["herorepo"]["noisy"]
-                worst.append(
-                    f"{workload['label']} {mine / idiom:.2f}{TIMES}{' †' if noisy else ''}"
-                )
+                worst.append(f"{_short(workload)} {mine / idiom:.2f}{TIMES}{' †' if noisy else ''}")
         return "met" if not worst else "missed: " + "; ".join(worst)
 
     def statements(backend: dict[str, Any], _: str) -> str:
@@ -191,9 +190,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
             for peer in ("advanced_alchemy", "fastcrud"):
                 theirs = _median(workload, peer)
                 if mine and theirs and mine > theirs:
-                    slower.append(
-                        f"{workload['label']} vs {LABELS[peer]} {mine / theirs:.2f}{TIMES}"
-                    )
+                    slower.append(f"{_short(workload)} {mine / theirs:.2f}{TIMES} {LABELS[peer]}")
         return "met" if not slower else "missed: " + "; ".join(slower)
 
     def bulk(backend: dict[str, Any], name: str) -> str:
@@ -367,7 +364,9 @@ def _backend_section(name: str, backend: dict[str, Any], results: dict[str, Any]
     section = [
         f"## {title}",
         "",
-        "Median time per operation · SQL statements per operation:",
+        "Median time per operation · SQL statements per operation (+ BEGIN: the contender also",
+        "sends `BEGIN` through the cursor itself, one more driver call; the others' drivers begin",
+        "implicitly or outside the cursor):",
         "",
         *_time_table(backend),
         "",

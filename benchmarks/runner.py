@@ -49,18 +49,20 @@ async def _time_batch(
 
 async def _check(
     ds: Dataset, workload: Workload, active: list[Contender], rng_seed: int
-) -> tuple[dict[str, int], list[str]]:
+) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Run one op per contender, count its statements, and compare or verify its result."""
     statements: dict[str, int] = {}
+    begins: dict[str, int] = {}
     problems: list[str] = []
     expected: Any = None
     expected_from = ""
     for contender in active:
         rng = random.Random(rng_seed)
         args = await workload.make_args(ds, contender, 1, rng)
-        before = contender.statements
+        before, begun = contender.statements, contender.begins
         result = await getattr(contender, workload.method)(*args[0])
         statements[contender.key] = contender.statements - before
+        begins[contender.key] = contender.begins - begun
         if workload.normalize is not None:
             got = workload.normalize(result)
             if expected_from and got != expected:
@@ -76,7 +78,7 @@ async def _check(
                 problems.append(f"{workload.key}: {contender.key}: {problem}")
         if workload.after is not None:
             await workload.after(ds)
-    return statements, problems
+    return {"statements": statements, "begins": begins}, problems
 
 
 async def _stream_memory(contender: Contender, rows: int) -> int:
@@ -125,7 +127,7 @@ async def run_backend(
                 continue
             t0 = time.perf_counter()
             active = [c for c in contenders if supports(c, workload.method)]
-            statements, problems = await _check(ds, workload, active, seed)
+            counts, problems = await _check(ds, workload, active, seed)
             out["problems"] += problems
             for contender in active if workload.warmup else ():  # warm-up
                 args = await workload.make_args(ds, contender, workload.warmup, rng)
@@ -147,7 +149,8 @@ async def run_backend(
             for contender in contenders:
                 if contender in active:
                     results[contender.key] = summarize(samples[contender.key])
-                    results[contender.key]["statements"] = statements[contender.key]
+                    results[contender.key]["statements"] = counts["statements"][contender.key]
+                    results[contender.key]["begins"] = counts["begins"][contender.key]
                 else:
                     results[contender.key] = {"unsupported": True}
             out["workloads"][workload.key] = {

@@ -59,6 +59,8 @@ class Contender:
 
     env: Env
     statements: int = field(default=0, init=False)
+    begins: int = field(default=0, init=False)
+    """BEGINs sent through the cursor (herorepo on SQLite); reported apart from statements."""
 
     key: ClassVar[str] = ""
     label: ClassVar[str] = ""
@@ -76,12 +78,15 @@ class Contender:
         Transaction control is sent outside the cursor by most drivers (asyncpg and aiomysql
         begin and commit through driver calls, sqlite3 begins implicitly), so counting
         herorepo's explicit SQLite ``BEGIN`` / ``BEGIN IMMEDIATE`` would count something the
-        others also send, unseen. SAVEPOINTs are counted.
+        others also send, unseen. Those are counted in ``begins`` instead; SAVEPOINTs count as
+        statements.
         """
 
         def before_cursor_execute(*args: Any) -> None:
             statement: str = args[2]
-            if statement.lstrip()[:5].upper() != "BEGIN":
+            if statement.lstrip()[:5].upper() == "BEGIN":
+                self.begins += 1
+            else:
                 self.statements += 1
 
         event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
