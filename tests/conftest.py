@@ -23,7 +23,7 @@ from typing import IO
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from herorepo import Database
 from herorepo._url import resolve_url
@@ -225,6 +225,20 @@ def write_backend(request: pytest.FixtureRequest) -> str:
     return variant
 
 
+@pytest.fixture(scope="session", params=[p for p in PARAMS if p.id != "sqlite"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL and MySQL only: for behaviour SQLite cannot have (row locks, deadlocks)."""
+    name: str = request.param
+    require(name)
+    return name
+
+
+@pytest_asyncio.fixture
+async def server_db(server_backend: str, databases: Databases) -> AsyncIterator[Database]:
+    async for database in _use(await databases.get(server_backend)):
+        yield database
+
+
 @pytest.fixture
 def database_url(backend: str) -> str:
     return backend_url(backend)
@@ -236,12 +250,32 @@ async def _clean(database: Database) -> None:
             await connection.execute(delete(table))
 
 
+async def open_transactions(db: Database) -> int:
+    """Transactions that other connections hold open on the server right now."""
+    if db.backend == "sqlite":
+        return 0
+    if db.backend == "postgresql":
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+        )
+    else:
+        query = (
+            "SELECT count(*) FROM information_schema.innodb_trx "
+            "WHERE trx_mysql_thread_id <> CONNECTION_ID()"
+        )
+    async with db.engine.connect() as connection:
+        return int((await connection.execute(text(query))).scalar_one())
+
+
 async def _use(database: Database) -> AsyncIterator[Database]:
     await _clean(database)
     yield database
-    checked_out = database.engine.pool.checkedout()  # type: ignore[attr-defined]
+    checked_out = database.pool_stats().checked_out
+    left_open = await open_transactions(database)
     await _clean(database)
     assert checked_out == 0, f"the test left {checked_out} connection(s) checked out"
+    assert left_open == 0, f"the test left {left_open} transaction(s) open on the server"
 
 
 @pytest_asyncio.fixture

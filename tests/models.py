@@ -1,8 +1,10 @@
 """Models the test suite runs on; table names are prefixed so they never meet a user's tables."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, text
+from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
 
 from herorepo import FilterSet
@@ -84,3 +86,18 @@ HERO_FILTERS = FilterSet(
     sort=["name", "age", "id"],
     max_limit=5,
 )
+
+
+class Account(SQLModel, table=True):
+    """A bank account with optimistic locking through a version column."""
+
+    __tablename__ = "hr_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=50, unique=True)
+    balance: int = Field(default=0)
+    version: int = Field(default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]

@@ -4,12 +4,17 @@ Runs the same on SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aio
 """
 
 from ._database import Database as Database
+from ._database import PoolStats as PoolStats
 from ._engine import EngineConfig as EngineConfig
 from ._engine import create_engine as create_engine
 from ._engine import create_sessionmaker as create_sessionmaker
 from ._errors import CheckViolationError as CheckViolationError
+from ._errors import ConcurrentUpdateError as ConcurrentUpdateError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ConflictError as ConflictError
+from ._errors import ConnectionLostError as ConnectionLostError
+from ._errors import DatabaseBusyError as DatabaseBusyError
+from ._errors import DeadlockError as DeadlockError
 from ._errors import ForeignKeyViolationError as ForeignKeyViolationError
 from ._errors import HeroRepoError as HeroRepoError
 from ._errors import InvalidCursorError as InvalidCursorError
@@ -18,10 +23,16 @@ from ._errors import InvalidFilterError as InvalidFilterError
 from ._errors import InvalidLoadError as InvalidLoadError
 from ._errors import LazyLoadError as LazyLoadError
 from ._errors import LoadError as LoadError
+from ._errors import LockTimeoutError as LockTimeoutError
 from ._errors import MultipleResultsError as MultipleResultsError
 from ._errors import NotFoundError as NotFoundError
 from ._errors import NotNullViolationError as NotNullViolationError
+from ._errors import PoolTimeoutError as PoolTimeoutError
+from ._errors import RetriesExhaustedError as RetriesExhaustedError
+from ._errors import SerializationError as SerializationError
+from ._errors import StatementTimeoutError as StatementTimeoutError
 from ._errors import TransactionError as TransactionError
+from ._errors import TransientError as TransientError
 from ._errors import UniqueViolationError as UniqueViolationError
 from ._filters import FilterQuery as FilterQuery
 from ._filters import FilterSet as FilterSet
@@ -33,14 +44,20 @@ from ._pagination import KeysetPage as KeysetPage
 from ._pagination import Page as Page
 from ._pagination import SortKey as SortKey
 from ._repository import Repository as Repository
+from ._retry import RetryPolicy as RetryPolicy
+from ._unit_of_work import IsolationLevel as IsolationLevel
 from ._unit_of_work import UnitOfWork as UnitOfWork
 from ._version import __version__ as __version__
 
 __all__ = [
     "CheckViolationError",
+    "ConcurrentUpdateError",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionLostError",
     "Database",
+    "DatabaseBusyError",
+    "DeadlockError",
     "EngineConfig",
     "FilterQuery",
     "FilterSet",
@@ -50,18 +67,27 @@ __all__ = [
     "InvalidDataError",
     "InvalidFilterError",
     "InvalidLoadError",
+    "IsolationLevel",
     "Joined",
     "KeysetPage",
     "LazyLoadError",
     "LoadError",
     "LoadSpec",
+    "LockTimeoutError",
     "MultipleResultsError",
     "NotFoundError",
     "NotNullViolationError",
     "Page",
+    "PoolStats",
+    "PoolTimeoutError",
     "Repository",
+    "RetriesExhaustedError",
+    "RetryPolicy",
+    "SerializationError",
     "SortKey",
+    "StatementTimeoutError",
     "TransactionError",
+    "TransientError",
     "UniqueViolationError",
     "UnitOfWork",
     "__version__",

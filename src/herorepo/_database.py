@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel
 
 from ._engine import EngineConfig, create_engine, create_sessionmaker
 from ._errors import ConfigurationError
-from ._unit_of_work import UnitOfWork
+from ._retry import RetryPolicy, run_with_retries
+from ._unit_of_work import IsolationLevel, UnitOfWork
 from ._url import redact, resolve_url
 
 if TYPE_CHECKING:
@@ -22,7 +26,28 @@ if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
     from typing_extensions import Self
 
-__all__ = ["Database"]
+__all__ = ["Database", "PoolStats"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a database's connection pool.
+
+    Attributes:
+        size: Connections the pool keeps (``pool_size``).
+        checked_out: Connections in use by sessions right now.
+        idle: Open connections waiting in the pool.
+        overflow: Connections opened above ``pool_size`` under load.
+
+    .. versionadded:: 0.1.0
+    """
+
+    size: int
+    checked_out: int
+    idle: int
+    overflow: int
 
 
 class Database:
@@ -98,9 +123,63 @@ class Database:
         """
         return self.sessionmaker()
 
-    def unit_of_work(self) -> UnitOfWork:
-        """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``."""
-        return UnitOfWork(self.sessionmaker)
+    def unit_of_work(
+        self, *, isolation_level: IsolationLevel | None = None, read_only: bool = False
+    ) -> UnitOfWork:
+        """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``.
+
+        Args:
+            isolation_level: e.g. ``"SERIALIZABLE"``; the backend's default when omitted.
+            read_only: The work only reads (on SQLite it then does not take the write lock).
+        """
+        return UnitOfWork(self.sessionmaker, isolation_level=isolation_level, read_only=read_only)
+
+    async def run(
+        self,
+        work: Callable[[UnitOfWork], Awaitable[T]],
+        *,
+        isolation_level: IsolationLevel | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """Run ``work`` in a unit of work, from the start again if it fails transiently.
+
+        ``work`` gets a fresh unit of work on every attempt, which commits when it returns.
+        A deadlock, serialization failure, lock timeout or SQLite busy error rolls the attempt
+        back and, after an exponential backoff with jitter, runs ``work`` again. Keep side
+        effects other than database writes out of ``work``: they would repeat too.
+
+        ::
+
+            async def transfer(uow: UnitOfWork) -> None:
+                ...
+
+            await db.run(transfer, isolation_level="SERIALIZABLE")
+
+        Returns:
+            What ``work`` returned on the attempt that committed.
+
+        Raises:
+            RetriesExhaustedError: every attempt failed transiently (``__cause__`` is the last).
+            TransactionError: called inside an open unit of work; retrying half a transaction
+                would be wrong.
+        """
+        return await run_with_retries(
+            lambda: self.unit_of_work(isolation_level=isolation_level),
+            work,
+            retry or RetryPolicy(),
+        )
+
+    def pool_stats(self) -> PoolStats:
+        """Return how many pooled connections exist, are in use and are idle."""
+        pool = self.engine.pool
+        if isinstance(pool, QueuePool):
+            return PoolStats(
+                size=pool.size(),
+                checked_out=pool.checkedout(),
+                idle=pool.checkedin(),
+                overflow=max(0, pool.overflow()),
+            )
+        return PoolStats(size=1, checked_out=0, idle=1, overflow=0)
 
     async def create_all(self, metadata: MetaData | None = None) -> None:
         """Create the tables of ``metadata`` (default: every SQLModel table) that do not exist."""

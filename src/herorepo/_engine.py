@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ._cancel import interrupt_on_cancel
 from ._errors import ConfigurationError, ConnectionLostError, PoolTimeoutError
 from ._filters import sqlite_casefold, sqlite_like
 from ._loading import GuardedSession
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 __all__ = ["EngineConfig", "create_engine", "create_sessionmaker"]
+
+SQLITE_BEGIN_OPTION = "herorepo_sqlite_begin"
+"""Execution option a unit of work sets to "immediate" so SQLite takes the write lock at BEGIN."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,6 +192,7 @@ def create_engine(
         raise ConfigurationError(
             f"The database URL {redact(resolved)!r} cannot be used: {message}"
         ) from None
+    event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
@@ -211,7 +216,8 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
         cursor.close()
 
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(SQLITE_BEGIN_OPTION) == "immediate"
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)

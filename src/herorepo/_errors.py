@@ -252,6 +252,13 @@ class ConcurrentUpdateError(HeroRepoError):
     Read the row again and re-apply the change, or tell the user that it changed.
     """
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The row was changed or deleted by someone else since it was read (its version "
+            "column no longer matches). Read it again and re-apply the change."
+        )
+
 
 class ConnectionLostError(HeroRepoError):
     """The database server could not be reached, or closed the connection mid-transaction.

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
@@ -15,10 +21,12 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlalchemy.orm import Mapper
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._errors import (
+    ConcurrentUpdateError,
     ConfigurationError,
     InvalidDataError,
     InvalidFilterError,
@@ -77,6 +85,13 @@ class _ModelInfo:
             or (prop.columns[0].primary_key and prop.columns[0].autoincrement in (True, "auto"))
         }
         self.fields = frozenset(model.model_fields)
+        version = mapper.version_id_col
+        self.version: str | None = (
+            mapper.get_property_by_column(version).key if version is not None else None
+        )
+        self.protected = frozenset(self.pk_names) | frozenset(
+            [self.version] if self.version else []
+        )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
         self._model = model
 
@@ -291,19 +306,24 @@ class Repository(Generic[ModelT]):
 
     # --- writes ----------------------------------------------------------------------------------
 
-    async def create(self, data: ModelT | BaseModel | Mapping[str, Any]) -> ModelT:
+    async def create(
+        self, data: ModelT | BaseModel | Mapping[str, Any], *, allow: Collection[str] = ()
+    ) -> ModelT:
         """Insert one row and return it with its primary key and server defaults loaded.
 
         Args:
             data: A model instance, a schema such as ``HeroCreate`` (validated with
-                ``Hero.model_validate``), or a mapping of field values.
+                ``Hero.model_validate``), or a mapping of field values. A schema or mapping may
+                not set the primary key or the version column (mass assignment) unless they
+                are listed in ``allow``; a model instance is trusted as built.
+            allow: Protected fields that ``data`` may set.
 
         Raises:
             InvalidDataError: a field is unknown to the model, or a value fails validation.
             UniqueViolationError, ForeignKeyViolationError, NotNullViolationError,
             CheckViolationError: the database refused the row.
         """
-        instance = self._to_instance(data)
+        instance = self._to_instance(data, allow)
         self._check_writable()
         async with self._guard():
             self.session.add(instance)
@@ -312,7 +332,10 @@ class Repository(Generic[ModelT]):
         return instance
 
     async def add_many(
-        self, items: Iterable[ModelT | BaseModel | Mapping[str, Any]]
+        self,
+        items: Iterable[ModelT | BaseModel | Mapping[str, Any]],
+        *,
+        allow: Collection[str] = (),
     ) -> builtins.list[ModelT]:
         """Insert many rows in one flush and return them, keys and server defaults loaded.
 
@@ -322,7 +345,7 @@ class Repository(Generic[ModelT]):
             InvalidDataError: an item has an unknown field or an invalid value.
             ConflictError: the database refused a row (none of the batch is kept).
         """
-        instances = [self._to_instance(item) for item in items]
+        instances = [self._to_instance(item, allow) for item in items]
         if not instances:
             return []
         self._check_writable()
@@ -332,7 +355,13 @@ class Repository(Generic[ModelT]):
             await self._load_unloaded(instances)
         return instances
 
-    async def update(self, target: ModelT | Any, data: BaseModel | Mapping[str, Any]) -> ModelT:
+    async def update(
+        self,
+        target: ModelT | Any,
+        data: BaseModel | Mapping[str, Any],
+        *,
+        allow: Collection[str] = (),
+    ) -> ModelT:
         """Change the fields given in ``data`` and return the updated object.
 
         Partial update: a schema contributes only the fields that were set
@@ -341,14 +370,18 @@ class Repository(Generic[ModelT]):
 
         Args:
             target: The object, or its primary key.
-            data: A schema such as ``HeroUpdate``, or a mapping of field values.
+            data: A schema such as ``HeroUpdate``, or a mapping of field values. It may not set
+                the primary key or the version column unless they are listed in ``allow``.
+            allow: Protected fields that ``data`` may set.
 
         Raises:
             NotFoundError: ``target`` is a key with no row.
-            InvalidDataError: a field is unknown to the model, or a value fails validation.
+            InvalidDataError: a field is unknown, protected, or has an invalid value.
+            ConcurrentUpdateError: the model has a version column and the row changed since
+                it was read.
             ConflictError: the database refused the change.
         """
-        values = self._update_values(data)
+        values = self._update_values(data, allow)
         instance = await self._instance(target)
         self._check_writable()
         async with self._guard():
@@ -384,7 +417,7 @@ class Repository(Generic[ModelT]):
         """
         conditions = [*_clauses(where), *self._equality(equal)]
         self._require_criteria("update_many", conditions)
-        checked = self._update_values(values)
+        checked = self._update_values(values, ())
         if not checked:
             raise InvalidDataError("update_many needs at least one value to set.")
         statement = sa_update(self.model).where(*conditions).values(checked)
@@ -459,7 +492,7 @@ class Repository(Generic[ModelT]):
                 + (f"; unknown: {', '.join(bad)}" if bad else "")
                 + f". Its columns are: {', '.join(sorted(self._info.columns))}."
             )
-        rows = [self._row_values(self._to_instance(item)) for item in items]
+        rows = [self._row_values(self._to_instance(item, conflict)) for item in items]
         if not rows:
             return []
         keys = set(rows[0])
@@ -710,13 +743,18 @@ class Repository(Generic[ModelT]):
             return target
         return await self.get_one(target)
 
-    def _to_instance(self, data: ModelT | BaseModel | Mapping[str, Any]) -> ModelT:
+    def _to_instance(
+        self, data: ModelT | BaseModel | Mapping[str, Any], allow: Collection[str]
+    ) -> ModelT:
         if isinstance(data, self.model):
             return data
         if isinstance(data, BaseModel):
             self._check_fields(type(data).model_fields)
+            given = {k for k in type(data).model_fields if getattr(data, k, None) is not None}
+            self._check_protected(given, allow)
         elif isinstance(data, Mapping):
             self._check_fields(data)
+            self._check_protected({k for k, v in data.items() if v is not None}, allow)
         else:
             raise InvalidDataError(
                 f"Cannot make a {self._info.name} from {type(data).__name__}: pass a "
@@ -727,7 +765,9 @@ class Repository(Generic[ModelT]):
         except PydanticValidationError as exc:
             raise InvalidDataError(f"Invalid data for {self._info.name}: {exc}") from exc
 
-    def _update_values(self, data: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    def _update_values(
+        self, data: BaseModel | Mapping[str, Any], allow: Collection[str]
+    ) -> dict[str, Any]:
         if isinstance(data, BaseModel):
             raw = data.model_dump(exclude_unset=True)
         elif isinstance(data, Mapping):
@@ -738,6 +778,7 @@ class Repository(Generic[ModelT]):
                 "pydantic/SQLModel schema or a mapping of field values."
             )
         self._check_fields(raw)
+        self._check_protected(raw, allow)
         values: dict[str, Any] = {}
         for key, value in raw.items():
             try:
@@ -747,6 +788,15 @@ class Repository(Generic[ModelT]):
                     f"Invalid value for {self._info.name}.{key}: {exc.errors()[0]['msg']}."
                 ) from exc
         return values
+
+    def _check_protected(self, keys: Iterable[str], allow: Collection[str]) -> None:
+        refused = sorted(set(keys) & self._info.protected - set(allow))
+        if refused:
+            raise InvalidDataError(
+                f"{self._info.name}.{refused[0]} cannot be set from request data: it is the "
+                f"{'version column' if refused[0] == self._info.version else 'primary key'}. "
+                f"If this is intended, pass allow={{{refused[0]!r}}}."
+            )
 
     def _check_fields(self, keys: Iterable[str]) -> None:
         unknown = sorted(set(keys) - self._info.fields)
@@ -770,21 +820,40 @@ class Repository(Generic[ModelT]):
         if transaction is not None and not transaction.is_active:
             raise TransactionError(_NEEDS_ROLLBACK)
 
-    @asynccontextmanager
-    async def _guard(self) -> AsyncGenerator[None, None]:
-        """Turn session-state errors into :class:`TransactionError` with the way out."""
-        try:
-            yield
-        except PendingRollbackError as exc:
+    def _guard(self) -> _Guard:
+        return _GUARD
+
+
+class _Guard:
+    """Turn session-state errors into herorepo errors that say the way out.
+
+    A plain class rather than ``@asynccontextmanager``: it wraps every repository call, and a
+    generator-based context manager costs several times more per use.
+    """
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, PendingRollbackError):
             raise TransactionError(_NEEDS_ROLLBACK) from exc
-        except InvalidRequestError as exc:
-            if "permanently closed" not in str(exc):
-                raise
+        if isinstance(exc, StaleDataError):
+            raise ConcurrentUpdateError() from exc
+        if isinstance(exc, InvalidRequestError) and "permanently closed" in str(exc):
             raise TransactionError(
                 "This repository's session is closed: its unit of work has ended. Open a new "
                 "unit of work (async with db.unit_of_work() as uow) and get a repository from it."
             ) from exc
 
+
+_GUARD = _Guard()
 
 _NEEDS_ROLLBACK = (
     "The transaction failed earlier and must be rolled back before this session can be used "

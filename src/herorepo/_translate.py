@@ -216,8 +216,11 @@ def translate_driver_error(context: ExceptionContext) -> None:
     SQLAlchemy still invalidates a disconnected connection, and chains the driver's exception
     as ``__cause__``.
     """
-    error = classify(
-        context.dialect.name, context.original_exception, is_disconnect=context.is_disconnect
-    )
+    original = context.original_exception
+    if not isinstance(original, Exception):
+        return  # a cancellation or interrupt must stay what it is
+    if getattr(context, "is_pre_ping", False):
+        return  # a failed pre-ping makes the pool reconnect; it must not become an error
+    error = classify(context.dialect.name, original, is_disconnect=context.is_disconnect)
     if error is not None:
         raise error

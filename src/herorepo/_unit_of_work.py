@@ -7,12 +7,15 @@ import enum
 import logging
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from sqlalchemy.exc import PendingRollbackError
+from sqlalchemy.orm.exc import StaleDataError
 
-from ._errors import TransactionError
+from ._engine import SQLITE_BEGIN_OPTION
+from ._errors import ConcurrentUpdateError, ConfigurationError, TransactionError
 from ._repository import Repository
 
 if TYPE_CHECKING:
@@ -53,13 +56,32 @@ class UnitOfWork:
     A unit of work runs once: entering it twice, or using it after it ended, raises
     :class:`~herorepo.TransactionError`. It is not for concurrent use from several tasks.
 
+    Args:
+        sessionmaker: Where its session comes from (``db.unit_of_work()`` passes the database's).
+        isolation_level: The transaction's isolation level, e.g. ``"SERIALIZABLE"``; the
+            backend's default when omitted.
+        read_only: Promise that the work only reads. On SQLite a unit of work that may write
+            starts with ``BEGIN IMMEDIATE``, so concurrent writers queue on the busy timeout
+            instead of failing when a read lock cannot be upgraded; read-only ones do not.
+
+    Raises:
+        ConfigurationError: the isolation level is not one the backend has.
+
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool = False,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._session: AsyncSession | None = None
         self._state = _State.NEW
+        self._options = _begin_options(sessionmaker, isolation_level, read_only)
+        self._token: Token[bool] | None = None
 
     def __repr__(self) -> str:
         return f"<UnitOfWork {self._state.value}>"
@@ -94,11 +116,16 @@ class UnitOfWork:
         session = self._sessionmaker()
         try:
             await session.begin()
+            # The connection is taken now, and shielded: a cancellation that lands while the
+            # pool hands it out would otherwise leave it checked out with no owner. Options
+            # (isolation level, SQLite's BEGIN IMMEDIATE) must reach it before its BEGIN anyway.
+            await _shielded(session.connection(execution_options=self._options or None))
         except BaseException:
-            await asyncio.shield(session.close())
+            await _shielded(session.close())
             raise
         self._session = session
         self._state = _State.ACTIVE
+        self._token = _inside.set(True)
         return self
 
     async def __aexit__(
@@ -109,9 +136,13 @@ class UnitOfWork:
     ) -> None:
         session = self.session
         self._state = _State.ENDED
+        if self._token is not None:
+            _inside.reset(self._token)
         try:
             if exc_type is None:
-                await self._commit(session)
+                # Once COMMIT is under way it runs to its end: a cancellation arriving now is
+                # delivered afterwards, so the outcome is never half known to this client.
+                await _shielded(self._commit(session))
             else:
                 await _rollback_quietly(session)
         finally:
@@ -162,6 +193,50 @@ class UnitOfWork:
                 "Cannot commit: the transaction failed earlier (see the exception chain) and "
                 "was rolled back. Nothing of it was saved."
             ) from error
+        except StaleDataError as error:
+            raise ConcurrentUpdateError() from error
+
+
+IsolationLevel = Literal["SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED"]
+"""Isolation levels a unit of work may ask for (SQLite has SERIALIZABLE and READ UNCOMMITTED)."""
+
+_LEVELS: dict[str, frozenset[str]] = {
+    "sqlite": frozenset({"SERIALIZABLE", "READ UNCOMMITTED"}),
+    "postgresql": frozenset(get_args(IsolationLevel)),
+    "mysql": frozenset(get_args(IsolationLevel)),
+    "mariadb": frozenset(get_args(IsolationLevel)),
+}
+
+# Set while a unit of work is open in this task, so that Database.run() can refuse to retry
+# half of an outer transaction. It carries no session: sessions are passed explicitly.
+_inside: ContextVar[bool] = ContextVar("herorepo_inside_unit_of_work", default=False)
+
+
+def inside_unit_of_work() -> bool:
+    """Whether the current task is inside an open unit of work."""
+    return _inside.get()
+
+
+def _begin_options(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    isolation_level: str | None,
+    read_only: bool,
+) -> dict[str, Any]:
+    bind = sessionmaker.kw.get("bind")
+    dialect = getattr(bind, "dialect", None)
+    name = getattr(dialect, "name", "")
+    options: dict[str, Any] = {}
+    if isolation_level is not None:
+        allowed = _LEVELS.get(name, frozenset(get_args(IsolationLevel)))
+        if isolation_level not in allowed:
+            raise ConfigurationError(
+                f"Isolation level {isolation_level!r} is not available on {name or 'this'} "
+                f"database; choose one of: {', '.join(sorted(allowed))}."
+            )
+        options["isolation_level"] = isolation_level
+    if name == "sqlite" and not read_only:
+        options[SQLITE_BEGIN_OPTION] = "immediate"
+    return options
 
 
 async def _rollback_quietly(session: AsyncSession) -> None:
@@ -179,4 +254,7 @@ async def _shielded(awaitable: Awaitable[_T]) -> _T:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            # The cancellation is what the caller gets; the task's own failure is logged.
+            logger.info("herorepo: shielded step failed during a cancellation", exc_info=task.exception())
         raise

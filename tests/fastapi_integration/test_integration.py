@@ -143,7 +143,10 @@ def make_app(database: Database | None, notes: list[str]) -> FastAPI:
 
 @pytest_asyncio.fixture(scope="session")
 async def api_database(backend: str) -> AsyncIterator[Database]:
-    database = Database(backend_url(backend), connect_args=CONNECT_ARGS[backend])
+    url = backend_url(backend)
+    if backend == "sqlite":  # a file of its own: its sessions must not queue on the suite's lock
+        url = url.replace("tests.db", "api.db")
+    database = Database(url, connect_args=CONNECT_ARGS[backend])
     await database.drop_all(Base.metadata)
     await database.create_all(Base.metadata)
     yield database

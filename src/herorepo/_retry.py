@@ -1,0 +1,86 @@
+"""Run a unit of work again from the start when it loses a race (deadlock, serialization...)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from ._errors import ConfigurationError, RetriesExhaustedError, TransactionError, TransientError
+from ._unit_of_work import UnitOfWork, inside_unit_of_work
+
+if TYPE_CHECKING:
+    pass
+
+T = TypeVar("T")
+
+logger = logging.getLogger("herorepo")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How :meth:`Database.run <herorepo.Database.run>` retries.
+
+    Args:
+        attempts: Runs in all, the first included.
+        base_delay: Seconds before the second run; doubled for each further run.
+        max_delay: The longest wait between runs.
+        retry_on: Errors that trigger another run. Only errors after which a fresh run is safe
+            belong here: a ``ConnectionLostError`` during COMMIT leaves the outcome unknown.
+
+    .. versionadded:: 0.1.0
+    """
+
+    attempts: int = 5
+    base_delay: float = 0.02
+    max_delay: float = 1.0
+    retry_on: tuple[type[BaseException], ...] = (TransientError,)
+
+    def __post_init__(self) -> None:
+        attempts: object = self.attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ConfigurationError(
+                f"attempts must be a whole number >= 1, got {self.attempts!r}."
+            )
+        if not 0 <= self.base_delay <= self.max_delay:
+            raise ConfigurationError("Need 0 <= base_delay <= max_delay.")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed run number ``attempt``: exponential, with full jitter."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+async def run_with_retries(
+    make_unit: Callable[[], UnitOfWork],
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    policy: RetryPolicy,
+) -> T:
+    if inside_unit_of_work():
+        raise TransactionError(
+            "Database.run() was called inside an open unit of work. Retrying would re-run only "
+            "the inner part of the outer transaction; call run() outside of any unit of work."
+        )
+    last: BaseException | None = None
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            async with make_unit() as uow:
+                return await work(uow)
+        except policy.retry_on as error:
+            last = error
+            if attempt == policy.attempts:
+                break
+            pause = policy.delay(attempt)
+            logger.info(
+                "herorepo: retrying a unit of work after %s (attempt %d of %d, waiting %.3f s)",
+                type(error).__name__,
+                attempt + 1,
+                policy.attempts,
+                pause,
+            )
+            await asyncio.sleep(pause)
+    assert last is not None
+    raise RetriesExhaustedError(policy.attempts, last) from last

@@ -1,0 +1,42 @@
+"""Figures of the fault suite, for docs/reliability.md.
+
+Tests add what they did to the ``figures`` fixture (per backend). With
+HEROREPO_RELIABILITY_REPORT=path set, the totals are written there as JSON at the end of the run:
+``HEROREPO_RELIABILITY_REPORT=figures.json pytest tests/reliability``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+
+import pytest
+
+_FIGURES: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+
+class Figures:
+    def __init__(self, backend: str) -> None:
+        self._counter = _FIGURES[backend]
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self._counter[name] += amount
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec else {}
+    backend = next(
+        (str(params[k]) for k in ("backend", "write_backend", "server_backend") if k in params),
+        "sqlite",
+    )
+    return Figures(backend)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = os.environ.get("HEROREPO_RELIABILITY_REPORT")
+    if path and _FIGURES:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump({k: dict(v) for k, v in sorted(_FIGURES.items())}, out, indent=2)
