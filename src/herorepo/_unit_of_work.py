@@ -256,5 +256,7 @@ async def _shielded(awaitable: Awaitable[_T]) -> _T:
         await asyncio.wait([task])
         if not task.cancelled() and task.exception() is not None:
             # The cancellation is what the caller gets; the task's own failure is logged.
-            logger.info("herorepo: shielded step failed during a cancellation", exc_info=task.exception())
+            logger.info(
+                "herorepo: shielded step failed during a cancellation", exc_info=task.exception()
+            )
         raise
