@@ -8,7 +8,20 @@ from sqlmodel import Field, Relationship, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from typing_extensions import assert_type
 
-from herorepo import Database, EngineConfig, Repository, UnitOfWork, eager, joined
+from herorepo import (
+    Database,
+    EngineConfig,
+    FilterQuery,
+    FilterSet,
+    KeysetPage,
+    Page,
+    PoolStats,
+    Repository,
+    RetryPolicy,
+    UnitOfWork,
+    eager,
+    joined,
+)
 
 
 class Team(SQLModel, table=True):
@@ -76,3 +89,34 @@ async def check(db: Database, session: AsyncSession) -> None:
     options = eager(joined("x"), model=Hero)
     result = await session.scalars(sa_select(Hero).options(*options))
     assert_type(result.all(), Sequence[Hero])
+
+
+async def check_queries_and_reliability(db: Database, session: AsyncSession) -> None:
+    heroes = Repository(session, Hero)
+    page = await heroes.page(limit=10, count=True)
+    assert_type(page, Page[Hero])
+    assert_type(page.items, list[Hero])
+    assert_type(page.total, int | None)
+    keyset = await heroes.keyset(order_by="-age,name", after=None, limit=10)
+    assert_type(keyset, KeysetPage[Hero])
+    assert_type(keyset.next_cursor, str | None)
+    async for hero in heroes.stream(batch_size=100):
+        assert_type(hero, Hero)
+    assert_type(await heroes.update_many(col(Hero.age) > 1, values={"age": 2}), int)
+    assert_type(await heroes.delete_many(name="x"), int)
+    assert_type(await heroes.upsert({"name": "x"}, conflict=["name"]), Hero)
+    assert_type(await heroes.upsert_many([{"name": "x"}], conflict=["name"]), list[Hero])
+
+    filters = FilterSet(Hero, filters={"name": "*"}, sort=["name"])
+    assert_type(filters, FilterSet[Hero])
+    query = filters.parse({"name__icontains": "x"})
+    assert_type(query, FilterQuery)
+    assert_type(await heroes.list(*query.where, order_by=query.order_by), list[Hero])
+
+    async def work(uow: UnitOfWork) -> int:
+        return await uow.repository(Hero).count()
+
+    assert_type(await db.run(work), int)
+    assert_type(await db.run(work, retry=RetryPolicy(attempts=3)), int)
+    assert_type(db.unit_of_work(isolation_level="SERIALIZABLE", read_only=True), UnitOfWork)
+    assert_type(db.pool_stats(), PoolStats)
