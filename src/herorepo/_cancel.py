@@ -32,6 +32,10 @@ def interrupt_on_cancel(context: ExceptionContext) -> None:
         driver: Any = connection.connection.driver_connection
     except Exception:  # already invalidated: nothing left to interrupt
         return
+    if not context.is_disconnect:
+        # SQLAlchemy will reuse this connection: interrupting or rolling it back later could hit
+        # the next unit of work's statements. (2.1 always discards a connection cut by a cancel.)
+        return
     name = context.dialect.name
     if name == "sqlite":
         _interrupt_sqlite(driver)
