@@ -11,7 +11,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast, get_args, get_origin
+from typing import Any, Generic, TypeGuard, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -651,11 +651,7 @@ class Repository(Generic[ModelT]):
         )
 
     def _check_limit(self, limit: object) -> None:
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int)
-            or not 1 <= limit <= self.max_page_size
-        ):
+        if not _is_whole(limit, 1) or limit > self.max_page_size:
             raise InvalidFilterError(
                 f"limit must be a whole number from 1 to {self.max_page_size}, got {limit!r}."
             )
@@ -872,7 +868,7 @@ def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
     return [true() if w is True else false() if w is False else w for w in where]
 
 
-def _is_whole(value: object, minimum: int) -> bool:
+def _is_whole(value: object, minimum: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
@@ -884,5 +880,5 @@ def _rowcount(result: Any) -> int:
 def _check_count(name: str, value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _is_whole(value, 0):
         raise InvalidDataError(f"{name} must be a whole number >= 0, got {value!r}.")
