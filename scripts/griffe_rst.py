@@ -14,7 +14,6 @@ constructs when the docs are built; the library's docstrings stay as they are.
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
@@ -29,13 +28,18 @@ RULE = re.compile(r"^=+( +=+)+\s*$")
 PUBLIC_MODULES = ("herorepo", "herorepo.integrations.fastapi", "herorepo.testing")
 
 
-def _public_names() -> dict[str, str]:
-    """Map each documented name to its public path: ``Repository`` -> ``herorepo.Repository``."""
+def _public_names(pkg: griffe.Module) -> dict[str, str]:
+    """Map each documented name to its public path: ``Repository`` -> ``herorepo.Repository``.
+
+    Read from the modules' ``__all__`` as griffe found them, without importing anything (the
+    testing module imports pytest, which the docs build does not need).
+    """
     names: dict[str, str] = {}
     for module_name in PUBLIC_MODULES:
-        module = importlib.import_module(module_name)
-        for name in getattr(module, "__all__", ()):
-            names.setdefault(name, f"{module_name}.{name}")
+        relative = module_name.removeprefix(pkg.path).lstrip(".")
+        module = pkg[relative] if relative else pkg
+        for name in module.exports or ():
+            names.setdefault(str(name), f"{module_name}.{name}")
     return names
 
 
@@ -44,10 +48,14 @@ class RstToMarkdown(griffe.Extension):
 
     def __init__(self) -> None:
         super().__init__()
-        self.public = _public_names()
-        self.public_paths = set(self.public.values())
+        self.public: dict[str, str] = {}
+        self.public_paths: set[str] = set()
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        if pkg.path != "herorepo":
+            return
+        self.public = _public_names(pkg)
+        self.public_paths = set(self.public.values())
         self._visit(pkg)
 
     def _visit(self, obj: griffe.Object) -> None:
@@ -173,7 +181,7 @@ class RstToMarkdown(griffe.Extension):
 
 
 def _cells(line: str, spans: list[tuple[int, int]]) -> list[str]:
-    found = []
+    found: list[str] = []
     for number, (start, stop) in enumerate(spans):
         last = number == len(spans) - 1
         found.append(line[start : None if last else stop].strip())
