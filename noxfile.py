@@ -18,7 +18,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # keep in step with the classifiers in pyproject.toml
+PYTHONS = ["3.11", "3.12", "3.13"]  # keep in step with the classifiers in pyproject.toml
 ROOT = Path(__file__).resolve().parent
 EXTRAS = ["none", "aiosqlite", "asyncpg", "aiomysql", "fastapi", "all"]
 
@@ -30,8 +30,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
 def _find_pyenv_pythons() -> None:
     """Put pyenv's interpreters on PATH, so that nox and uv find each of PYTHONS.
 
-    pyenv's shims answer only for the versions pyenv has selected; `python3.10` then fails even
-    though pyenv has installed 3.10. Each version's own bin directory always works.
+    pyenv's shims answer only for the versions pyenv has selected; `python3.12` then fails even
+    though pyenv has installed 3.12. Each version's own bin directory always works.
     """
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     found = []
@@ -61,7 +61,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests_all_pythons(session: nox.Session) -> None:
-    """Run the suite on each supported interpreter (3.10 to 3.13; pyenv's are found too)."""
+    """Run the suite on each supported interpreter (3.11 to 3.13; pyenv's are found too)."""
     _install(session, "test")
     session.run("pytest", "-q", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
