@@ -321,8 +321,8 @@ class Repository(Generic[ModelT]):
 
         Raises:
             InvalidDataError: a field is unknown to the model, or a value fails validation.
-            UniqueViolationError, ForeignKeyViolationError, NotNullViolationError,
-            CheckViolationError: the database refused the row.
+            ConflictError: the database refused the row (a ``UniqueViolationError``,
+                ``ForeignKeyViolationError``, ``NotNullViolationError`` or ``CheckViolationError``).
         """
         instance = self._to_instance(data, allow)
         self._check_writable()
