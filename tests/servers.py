@@ -491,6 +491,84 @@ class MariaDBServer(ThrowAwayServer):
             raise ServerError(f"mariadbd ignored SIGTERM for {STOP_TIMEOUT:g} s") from None
 
 
+# --- PgBouncer -----------------------------------------------------------------------------------
+
+
+def pgbouncer_binary() -> str:
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise ServerUnavailable("pgbouncer not found; install the pgbouncer package")
+    return found
+
+
+class PgBouncer:
+    """PgBouncer in transaction pooling mode in front of ``server``'s ``test`` database."""
+
+    def __init__(self, server: PostgresServer, *, pool_size: int) -> None:
+        binary = pgbouncer_binary()
+        self.directory = _new_directory("herorepo-pgbouncer-", owner="postgres")
+        self.port = free_port()
+        self.log = self.directory / "pgbouncer.log"
+        (self.directory / "userlist.txt").write_text('"postgres" ""\n', encoding="utf-8")
+        ini = self.directory / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"test = host=127.0.0.1 port={server.port} dbname=test user=postgres\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.directory / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\n"
+            "max_client_conn = 500\n"
+            f"logfile = {self.log}\n"
+            "admin_users = postgres\n"
+            "server_reset_query = DISCARD ALL\n",
+            encoding="utf-8",
+        )
+        if _is_root():
+            for path in self.directory.iterdir():
+                shutil.chown(path, user="postgres", group="postgres")
+        owner = "postgres" if _is_root() else None
+        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [binary, str(ini)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            user=owner,  # PgBouncer refuses to run as root
+            group=owner,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._process = None
+                raise ServerError(f"pgbouncer exited at start:\n{_tail(self.log)}")
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            time.sleep(0.05)
+        self.close()
+        raise ServerError(f"pgbouncer did not listen within {START_TIMEOUT:g} s")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/test"
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -556,6 +634,41 @@ def throwaway_mariadb() -> Iterator[MariaDBServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def replicated_postgres() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A primary of this session's own and a streaming replica of it (pg_basebackup -R)."""
+    try:
+        primary = PostgresServer.create()
+    except ServerUnavailable as exc:
+        skip_or_fail("postgres", str(exc))
+    try:
+        replica = primary.create_replica()
+        try:
+            yield primary, replica
+        finally:
+            replica.close()
+    finally:
+        primary.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(throwaway_postgres: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer (transaction pooling, 2 server connections) before ``throwaway_postgres``.
+
+    Skipped where pgbouncer is not installed, unless HEROREPO_REQUIRE_PGBOUNCER=1 (CI): failed.
+    """
+    try:
+        bouncer = PgBouncer(throwaway_postgres, pool_size=2)
+    except ServerUnavailable as exc:
+        if os.environ.get("HEROREPO_REQUIRE_PGBOUNCER") == "1":
+            pytest.fail(f"HEROREPO_REQUIRE_PGBOUNCER=1, but: {exc}", pytrace=False)
+        pytest.skip(f"pgbouncer unavailable: {exc}")
+    try:
+        yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture(
