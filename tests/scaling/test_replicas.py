@@ -263,3 +263,36 @@ async def test_an_unreachable_replica_is_logged_without_its_password(
     assert "could not be reached" in caplog.text
     assert "app:***@127.0.0.1:1" in caplog.text
     assert "s3cret" not in caplog.text
+
+
+async def test_reads_wait_on_the_primary_until_the_replica_replays_the_write(
+    servers: tuple[PostgresServer, PostgresServer],
+) -> None:
+    """With replay paused, the writer's reads go to the primary; other tasks' to the replica."""
+    primary, replica = servers
+    settings = Replicas([replica.url], max_lag=60, **FAST)
+    async with Database(primary.url, replicas=settings) as db:
+        gate = asyncio.Event()
+
+        async def started_before_the_write() -> tuple[bool, int]:
+            await gate.wait()
+            async with db.unit_of_work(read_only=True) as uow:
+                return await on_replica(uow), await uow.repository(Team).count()
+
+        other = asyncio.create_task(started_before_the_write())
+        replica.psql("SELECT pg_wal_replay_pause()")
+        try:
+            async with db.unit_of_work() as uow:
+                await uow.repository(Team).create({"name": "Mine"})
+            for _ in range(3):
+                async with db.unit_of_work(read_only=True) as uow:
+                    assert not await on_replica(uow)
+                    assert await uow.repository(Team).count() == 1
+            gate.set()
+            assert await other == (True, 0)  # its context has no write: the replica, stale
+        finally:
+            replica.psql("SELECT pg_wal_replay_resume()")
+        await caught_up(primary, replica)
+        async with db.unit_of_work(read_only=True) as uow:
+            assert await on_replica(uow)
+            assert await uow.repository(Team).count() == 1
