@@ -24,6 +24,7 @@ another charset.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass, fields
@@ -146,10 +147,33 @@ class HeroRepoPool(AsyncAdaptedQueuePool):
                 f"(pool_size={self.size()}, max_overflow={self._max_overflow}). Hold sessions "
                 "and units of work for shorter times, or raise pool_size / max_overflow."
             ) from None
-        except OSError as exc:  # asyncpg lets a refused or unreachable socket through as is
+
+    def _should_wrap_creator(self, creator: Any) -> Any:
+        return _connection_lost_on_connect_failure(super()._should_wrap_creator(creator))
+
+
+class HeroRepoNullPool(NullPool):
+    """SQLAlchemy's NullPool (the PgBouncer profile); a failed connect is ConnectionLostError."""
+
+    def _should_wrap_creator(self, creator: Any) -> Any:
+        return _connection_lost_on_connect_failure(super()._should_wrap_creator(creator))
+
+
+def _connection_lost_on_connect_failure(invoke: Any) -> Any:
+    """Wrap a pool's connect function, which every new connection goes through: a first
+    connect, a replacement, and the reconnect after a failed pre-ping (a server that is down
+    while connections idle). asyncpg lets socket errors through as they are."""
+
+    def connect(record: Any) -> Any:
+        try:
+            return invoke(record)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else exc.strerror
             raise ConnectionLostError(
-                f"Could not connect to the database server: {exc.strerror or exc}."
+                f"Could not connect to the database server: {reason or exc}."
             ) from exc
+
+    return connect
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
@@ -207,7 +231,7 @@ def create_engine(
             raise ConfigurationError(
                 f"pgbouncer=True is for PostgreSQL; {redact(resolved)!r} is {backend}."
             )
-        options["poolclass"] = NullPool
+        options["poolclass"] = HeroRepoNullPool
         options["connect_args"] = {**_pgbouncer_connect_args(), **options["connect_args"]}
     elif backend == "sqlite" and is_sqlite_memory(resolved):
         options["poolclass"] = StaticPool

@@ -318,7 +318,8 @@ class Router:
     def down(self, replica: Replica, exc: BaseException) -> None:
         """Skip ``replica`` for ``retry_after`` seconds: it could not be reached."""
         replica.next_check = time.monotonic() + self.settings.retry_after
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))  # distinct on 3.10
+        reason = "timed out" if timed_out else type(exc).__name__
         self._set(
             replica,
             "down",

@@ -109,3 +109,23 @@ async def test_unit_of_work_open_across_a_restart_fails_and_commits_nothing(
         await uow.repository(Team).create({"name": "Next"})
     assert await team_names(db) == ["Next"]
     assert await client_connections(throwaway_server) == db.pool_stats().idle
+
+
+async def test_a_stopped_server_is_a_connection_lost_error_until_it_is_back(
+    throwaway_server: ThrowAwayServer, restart_db: Database, figures: Figures
+) -> None:
+    db = restart_db
+    await fill_pool(db)
+    await asyncio.to_thread(throwaway_server.stop, "fast")
+    try:
+        for _ in range(3):  # pre-ping fails, and so does the reconnect: a clear error each time
+            with pytest.raises(ConnectionLostError):
+                async with db.unit_of_work() as uow:
+                    await uow.repository(Team).count()
+        assert db.pool_stats().checked_out == 0
+    finally:
+        await asyncio.to_thread(throwaway_server.start)
+    async with db.unit_of_work() as uow:
+        await uow.repository(Team).create({"name": "Back"})
+    assert await team_names(db) == ["Back"]
+    figures.add("server down: ConnectionLostError on each request, then recovery")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.pool import NullPool
 
 from herorepo import ConfigurationError, Database, EngineConfig, Replicas
 
@@ -22,7 +23,7 @@ def test_the_pgbouncer_profile_is_for_postgresql_without_client_pool_settings() 
 
 def test_the_pgbouncer_profile_keeps_no_pool_and_no_statement_cache() -> None:
     db = Database(REPLICA, EngineConfig(pgbouncer=True))
-    assert type(db.engine.pool).__name__ == "NullPool"
+    assert isinstance(db.engine.pool, NullPool)
     assert db.pool_stats().size == 0
 
 

@@ -296,3 +296,20 @@ async def test_reads_wait_on_the_primary_until_the_replica_replays_the_write(
         async with db.unit_of_work(read_only=True) as uow:
             assert await on_replica(uow)
             assert await uow.repository(Team).count() == 1
+
+
+async def test_a_replica_that_stops_between_checks_is_skipped_at_once(
+    servers: tuple[PostgresServer, PostgresServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    primary, replica = servers
+    settings = Replicas([replica.url], check_interval=60, retry_after=60)
+    caplog.set_level(logging.INFO, logger="herorepo")
+    async with Database(primary.url, replicas=settings) as db:
+        async with db.unit_of_work(read_only=True) as uow:  # checked now, next check in 60 s
+            assert await on_replica(uow)
+        replica.stop("immediate")
+        async with db.unit_of_work(read_only=True) as uow:  # fails on the replica, then retries
+            assert not await on_replica(uow)
+            assert await uow.repository(Team).count() == 0
+        assert db.pool_stats().checked_out == 0
+    assert f"replica {replica.url}: it could not be reached" in caplog.text
