@@ -557,6 +557,11 @@ class PgBouncer:
     def url(self) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/test"
 
+    @staticmethod
+    def version() -> str:
+        """``PgBouncer 1.18.0``: the first line of ``pgbouncer --version``."""
+        return _run([pgbouncer_binary(), "--version"], timeout=10).splitlines()[0].strip()
+
     def close(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:

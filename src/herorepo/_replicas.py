@@ -5,7 +5,8 @@ Routing, for a :class:`~herorepo.Database` built with ``replicas=Replicas([...])
 * ``db.unit_of_work(read_only=True)`` runs on a replica, in a ``READ ONLY`` transaction;
   everything else (a unit of work that may write or lock, ``db.session()``, ``db.run()``, DDL)
   runs on the primary. A read-only unit of work that falls back to the primary is ``READ ONLY``
-  there too, so a write or a ``FOR UPDATE`` in it fails the same way wherever it runs.
+  there too, so a write or a ``FOR UPDATE`` in it fails the same way wherever it runs. A
+  ``SERIALIZABLE`` one runs on the primary: a hot standby does not offer that level.
 * Read-your-writes: when a unit of work that may write commits, herorepo notes the primary's WAL
   position (``pg_current_wal_insert_lsn()``, read right after the commit) in a context variable,
   so the current task, and tasks it starts afterwards, read from the primary until a replica has
@@ -349,12 +350,14 @@ class RoutedUnitOfWork(UnitOfWork):
         super().__init__(router.primary, isolation_level=isolation_level, read_only=read_only)
         self._router = router
         self._read_only = read_only
+        # A hot standby refuses SERIALIZABLE: such a unit of work reads on the primary.
+        self._to_replica = read_only and isolation_level != "SERIALIZABLE"
         if read_only:
             # READ ONLY on the primary as on a replica: a write or FOR UPDATE fails on both.
             self._options = {**self._options, "postgresql_readonly": True}
 
     async def __aenter__(self) -> Self:
-        if not self._read_only:
+        if not self._to_replica:
             return await super().__aenter__()
         failed: Replica | None = None
         while True:

@@ -80,7 +80,7 @@ async def bouncer(
 
 
 async def test_the_pgbouncer_profile_runs_thousands_of_operations_cleanly(
-    bouncer: PgBouncer, measured: Measured
+    bouncer: PgBouncer, throwaway_postgres: PostgresServer, measured: Measured
 ) -> None:
     per_worker = 300
     async with Database(bouncer.url, EngineConfig(pgbouncer=True)) as db:
@@ -92,8 +92,10 @@ async def test_the_pgbouncer_profile_runs_thousands_of_operations_cleanly(
         async with db.unit_of_work(read_only=True) as uow:
             assert await uow.repository(Team).count() == WORKERS * len(range(0, per_worker, 3))
         assert db.pool_stats().size == 0  # no client-side pool
+    server = throwaway_postgres.psql("SHOW server_version").split()[0]
     measured(
-        "PgBouncer (transaction pooling, 2 server connections), `EngineConfig(pgbouncer=True)`",
+        f"{PgBouncer.version()} (transaction pooling, 2 server connections) before PostgreSQL "
+        f"{server}, `EngineConfig(pgbouncer=True)`",
         f"{done} units of work from {WORKERS} concurrent clients in {elapsed:.1f} s, 0 errors",
     )
 

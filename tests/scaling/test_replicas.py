@@ -77,6 +77,10 @@ async def test_routes_read_only_units_of_work_to_the_replica(db: Database) -> No
     async with db.session() as session:
         assert not (await session.exec(text("SELECT pg_is_in_recovery()"))).scalar_one()  # type: ignore[call-overload]
     assert db.pool_stats().idle == 2  # the primary's connection and the replica's
+    async with db.unit_of_work(read_only=True, isolation_level="REPEATABLE READ") as uow:
+        assert await on_replica(uow)
+    async with db.unit_of_work(read_only=True, isolation_level="SERIALIZABLE") as uow:
+        assert not await on_replica(uow)  # a hot standby refuses SERIALIZABLE
     assert repr(db).endswith("replicas=1)")
 
 
@@ -119,6 +123,8 @@ async def test_writes_on_the_primary_appear_on_the_replica(
                 stale += reads > 0
                 delays.append(time.perf_counter() - committed)
     delays.sort()
+    version = primary.psql("SHOW server_version").split()[0]
+    measured("servers", f"PostgreSQL {version}: a primary and a streaming replica of it")
     measured(
         "commit on the primary until visible on the replica (median / p95 / max)",
         f"{statistics.median(delays) * 1000:.2f} / {delays[int(len(delays) * 0.95)] * 1000:.2f} "
