@@ -80,7 +80,7 @@ class Replicas:
     Raises:
         ConfigurationError: a value has the wrong type or is out of range.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     urls: Sequence[str | URL]

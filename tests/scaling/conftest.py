@@ -12,11 +12,10 @@ import os
 import platform
 import re
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 
-import asyncpg
 import pytest
-import sqlalchemy
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "scaling-out.md"
 
@@ -46,7 +45,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             start,
             f"Measured on {date.today().isoformat()} by `tests/scaling/test_{section}.py` on "
             f"loopback ({os.cpu_count()} cores, Python {platform.python_version()}, SQLAlchemy "
-            f"{sqlalchemy.__version__}, asyncpg {asyncpg.__version__}):",
+            f"{version('sqlalchemy')}, asyncpg {version('asyncpg')}):",
             "",
             "| measurement | result |",
             "|---|---|",
