@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import pytest
 
@@ -596,20 +596,27 @@ def _kill_and_wait(pid: int) -> None:
         time.sleep(0.05)
 
 
-def required(backend: str) -> bool:
-    raw = os.environ.get("HEROREPO_REQUIRE_BACKENDS", "")
-    return backend in {part.strip() for part in raw.split(",")}
-
-
-def skip_or_fail(backend: str, reason: str) -> None:
-    """Skip for a missing tool, unless the backend is required (CI): then fail."""
-    if required(backend):
-        pytest.fail(
-            f"HEROREPO_REQUIRE_BACKENDS lists {backend}, but its throw-away server cannot run: "
-            f"{reason}",
-            pytrace=False,
+def required(server: str) -> str | None:
+    """The setting that requires ``server`` ("postgres", "mysql" or "pgbouncer"), if one does."""
+    if server == "pgbouncer":
+        return (
+            "HEROREPO_REQUIRE_PGBOUNCER=1"
+            if os.environ.get("HEROREPO_REQUIRE_PGBOUNCER") == "1"
+            else None
         )
-    pytest.skip(f"throw-away {backend} server unavailable: {reason}")
+    raw = os.environ.get("HEROREPO_REQUIRE_BACKENDS", "")
+    listed = server in {part.strip() for part in raw.split(",")}
+    return f"HEROREPO_REQUIRE_BACKENDS lists {server}" if listed else None
+
+
+def skip_or_fail(server: str, reason: str) -> NoReturn:
+    """Skip for a missing tool, unless a setting requires the server (as CI does): then fail."""
+    setting = required(server)
+    if setting is not None:
+        pytest.fail(
+            f"{setting}, but the throw-away {server} server cannot run: {reason}", pytrace=False
+        )
+    pytest.skip(f"throw-away {server} server unavailable: {reason}")
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -667,9 +674,7 @@ def pgbouncer(throwaway_postgres: PostgresServer) -> Iterator[PgBouncer]:
     try:
         bouncer = PgBouncer(throwaway_postgres, pool_size=2)
     except ServerUnavailable as exc:
-        if os.environ.get("HEROREPO_REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(f"HEROREPO_REQUIRE_PGBOUNCER=1, but: {exc}", pytrace=False)
-        pytest.skip(f"pgbouncer unavailable: {exc}")
+        skip_or_fail("pgbouncer", str(exc))
     try:
         yield bouncer
     finally:

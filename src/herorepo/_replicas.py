@@ -201,9 +201,8 @@ class Router:
             self._remember(_Write(None, time.monotonic() + window))
             return
         try:
-            async with self.primary_engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                lsn = parse_lsn(str((await autocommit.execute(_INSERTED)).scalar_one()))
+            row = await asyncio.wait_for(self._primary_query(_INSERTED), self.settings.timeout)
+            lsn = parse_lsn(str(row[0]))
         except Exception as exc:  # the commit stands; reads stay on the primary for max_lag
             logger.warning(
                 "herorepo: could not read the primary's WAL position after a commit (%s); "
@@ -282,16 +281,16 @@ class Router:
         if self._samples and now - self._samples[-1][0] < self.settings.check_interval / 2:
             return self._samples[-1][1]
         try:
-            row = await asyncio.wait_for(self._primary_query(), self.settings.timeout)
+            row = await asyncio.wait_for(self._primary_query(_WRITTEN), self.settings.timeout)
         except Exception:
             return None  # the primary is away: the replicas cannot be compared with it
         self._samples.append((now, parse_lsn(str(row[0]))))
         return self._samples[-1][1]
 
-    async def _primary_query(self) -> Any:
+    async def _primary_query(self, statement: Any) -> Any:
         async with self.primary_engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await autocommit.execute(_WRITTEN)).one()
+            return (await autocommit.execute(statement)).one()
 
     def _lag(self, replayed: int, primary: int | None, since_commit: float | None) -> float:
         """Seconds the replica is behind at most: 0 when it has what the primary had just now.

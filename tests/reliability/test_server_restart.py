@@ -27,9 +27,16 @@ pytestmark = pytest.mark.asyncio
 POOL_SIZE = 3
 MODES = ["fast", "immediate"]
 
+# The throw-away PostgreSQL server is shared (PgBouncer's tests keep connections to it), so
+# these tests name their connections and count only those. MariaDB's serves these tests alone.
+APPLICATION = "herorepo-restart-test"
+CONNECT_ARGS: dict[str, dict[str, object]] = {
+    "postgres": {"server_settings": {"application_name": APPLICATION}},
+    "mysql": {},
+}
 CLIENT_CONNECTIONS = {
-    "postgres": "SELECT count(*) FROM pg_stat_activity WHERE datname = 'test' "
-    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    "postgres": "SELECT count(*) FROM pg_stat_activity "
+    f"WHERE application_name = '{APPLICATION}' AND pid <> pg_backend_pid()",
     "mysql": "SELECT count(*) FROM information_schema.processlist "
     "WHERE user = 'root' AND id <> CONNECTION_ID()",
 }
@@ -38,7 +45,8 @@ CLIENT_CONNECTIONS = {
 @pytest_asyncio.fixture
 async def restart_db(throwaway_server: ThrowAwayServer) -> AsyncIterator[Database]:
     config = EngineConfig(pool_size=POOL_SIZE, max_overflow=0, pool_timeout=10)
-    async with Database(throwaway_server.url, config) as db:
+    connect_args = CONNECT_ARGS[throwaway_server.backend]
+    async with Database(throwaway_server.url, config, connect_args=connect_args) as db:
         await db.create_all(metadata)
         async with db.engine.begin() as connection:
             for table in reversed(metadata.sorted_tables):

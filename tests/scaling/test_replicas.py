@@ -33,6 +33,17 @@ async def on_replica(uow: UnitOfWork) -> bool:
     return bool((await uow.session.exec(text("SELECT pg_is_in_recovery()"))).scalar_one())  # type: ignore[call-overload]
 
 
+async def settle(db: Database) -> None:
+    """Wait (at most 10 s) until read-only units of work of this task run on the replica."""
+    deadline = time.monotonic() + 10
+    while True:
+        async with db.unit_of_work(read_only=True) as uow:
+            if await on_replica(uow):
+                return
+        assert time.monotonic() < deadline, "read-only units of work never reached the replica"
+        await asyncio.sleep(0.05)
+
+
 async def caught_up(primary: PostgresServer, replica: PostgresServer) -> None:
     """Wait (at most 10 s) until the replica has replayed everything the primary wrote so far."""
     target = primary.psql("SELECT pg_current_wal_insert_lsn()")
@@ -236,8 +247,7 @@ async def test_a_lagging_replica_is_skipped(
     settings = Replicas([replica.url], max_lag=0.3, **FAST)
     caplog.set_level(logging.INFO, logger="herorepo")
     async with Database(primary.url, replicas=settings) as db, Database(primary.url) as writer:
-        async with db.unit_of_work(read_only=True) as uow:
-            assert await on_replica(uow)
+        await settle(db)  # max_lag=0.3 s: a first check may find WAL a moment from replayed
         replica.psql("SELECT pg_wal_replay_pause()")
         try:
             async with writer.unit_of_work() as uow:
@@ -250,7 +260,7 @@ async def test_a_lagging_replica_is_skipped(
         finally:
             replica.psql("SELECT pg_wal_replay_resume()")
         await caught_up(primary, replica)
-        await asyncio.sleep(0.2)
+        await settle(db)
         async with db.unit_of_work(read_only=True) as uow:
             assert await on_replica(uow)
             assert await uow.repository(Team).count() == 1
