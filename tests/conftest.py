@@ -31,8 +31,9 @@ from herorepo._url import resolve_url
 from .models import metadata
 
 # herorepo's own pytest plugin, turned on as users turn it on (its fixtures are all named
-# herorepo_*; tests/examples uses them), and pytester, which tests/plugin runs user projects with.
-pytest_plugins = ["herorepo.testing", "pytester"]
+# herorepo_*; tests/examples uses them), pytester, which tests/plugin runs user projects with, and
+# the throw-away servers that restart and replication tests start themselves.
+pytest_plugins = ["herorepo.testing", "pytester", "tests.servers"]
 
 settings.register_profile(
     "herorepo",

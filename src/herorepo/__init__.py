@@ -43,6 +43,7 @@ from ._loading import joined as joined
 from ._pagination import KeysetPage as KeysetPage
 from ._pagination import Page as Page
 from ._pagination import SortKey as SortKey
+from ._replicas import Replicas as Replicas
 from ._repository import Repository as Repository
 from ._retry import RetryPolicy as RetryPolicy
 from ._unit_of_work import IsolationLevel as IsolationLevel
@@ -80,6 +81,7 @@ __all__ = [
     "Page",
     "PoolStats",
     "PoolTimeoutError",
+    "Replicas",
     "Repository",
     "RetriesExhaustedError",
     "RetryPolicy",

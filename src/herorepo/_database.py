@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import SQLModel
 
 from ._engine import EngineConfig, create_engine, create_sessionmaker
 from ._errors import ConfigurationError
+from ._replicas import Replica, Replicas, RoutedUnitOfWork, Router
 from ._retry import RetryPolicy, run_with_retries
 from ._unit_of_work import IsolationLevel, UnitOfWork
 from ._url import redact, resolve_url
@@ -65,10 +66,12 @@ class Database:
             ``postgresql+asyncpg://``); other drivers are refused.
         config: Pool and engine settings; the backend's defaults when omitted.
         connect_args: Extra keyword arguments for the driver's ``connect()``.
+        replicas: Read replicas (PostgreSQL): read-only units of work go to one of them, see
+            :class:`Replicas`. Their engines share ``config`` and ``connect_args``.
 
     Raises:
         ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
-            installed.
+            installed, or replicas are given for a database other than PostgreSQL.
 
     Attributes:
         url: The resolved async URL (it holds the password; log :attr:`safe_url` instead).
@@ -86,11 +89,36 @@ class Database:
         config: EngineConfig | None = None,
         *,
         connect_args: Mapping[str, Any] | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.url, self.backend = resolve_url(url)
         self.config = config or EngineConfig()
         self.engine: AsyncEngine = create_engine(self.url, self.config, connect_args=connect_args)
         self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self.replicas = replicas
+        self._router = None if replicas is None else self._route(replicas, connect_args)
+
+    def _route(self, replicas: Replicas, connect_args: Mapping[str, Any] | None) -> Router:
+        if not isinstance(replicas, Replicas):
+            raise ConfigurationError(f"replicas must be a Replicas(...), got {replicas!r}.")
+        if self.backend != "postgresql":
+            raise ConfigurationError(
+                f"Read replicas are supported on PostgreSQL only; {self.safe_url!r} is "
+                f"{self.backend}."
+            )
+        # A replica that does not answer must not hold a read up for asyncpg's 60 s default.
+        replica_args = {"timeout": replicas.timeout, **(connect_args or {})}
+        engines: list[Replica] = []
+        for url in replicas.urls:
+            resolved, backend = resolve_url(url)
+            if backend != "postgresql":
+                raise ConfigurationError(
+                    f"The replica {redact(resolved)!r} is not a PostgreSQL URL; replicas must be "
+                    "of the primary's kind."
+                )
+            engine = create_engine(resolved, self.config, connect_args=replica_args)
+            engines.append(Replica(engine, create_sessionmaker(engine)))
+        return Router(self.sessionmaker, self.engine, engines, replicas)
 
     @classmethod
     def from_env(
@@ -115,7 +143,15 @@ class Database:
         return cls(url, config)
 
     def __repr__(self) -> str:
-        return f"Database({redact(self.url)!r})"
+        if self.replicas is None:
+            return f"Database({redact(self.url)!r})"
+        return f"Database({redact(self.url)!r}, replicas={len(self.replicas.urls)})"
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """The primary's engine, then each replica's."""
+        replicas = self._router.replicas if self._router else ()
+        return (self.engine, *(replica.engine for replica in replicas))
 
     @property
     def safe_url(self) -> str:
@@ -135,10 +171,17 @@ class Database:
     ) -> UnitOfWork:
         """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``.
 
+        With replicas, a read-only unit of work runs on a replica that has this task's last
+        write (see :class:`Replicas`), in a ``READ ONLY`` transaction; any other on the primary.
+
         Args:
             isolation_level: e.g. ``"SERIALIZABLE"``; the backend's default when omitted.
             read_only: The work only reads (on SQLite it then does not take the write lock).
         """
+        if self._router is not None:
+            return RoutedUnitOfWork(
+                self._router, isolation_level=isolation_level, read_only=read_only
+            )
         return UnitOfWork(self.sessionmaker, isolation_level=isolation_level, read_only=read_only)
 
     async def run(
@@ -177,16 +220,17 @@ class Database:
         )
 
     def pool_stats(self) -> PoolStats:
-        """Return how many pooled connections exist, are in use and are idle."""
-        pool = self.engine.pool
-        if isinstance(pool, QueuePool):
-            return PoolStats(
-                size=pool.size(),
-                checked_out=pool.checkedout(),
-                idle=pool.checkedin(),
-                overflow=max(0, pool.overflow()),
-            )
-        return PoolStats(size=1, checked_out=0, idle=1, overflow=0)
+        """Return how many pooled connections exist, are in use and are idle.
+
+        With replicas, the figures add up the pools of the primary and every replica.
+        """
+        stats = [_pool_stats(engine) for engine in self.engines]
+        return PoolStats(
+            size=sum(s.size for s in stats),
+            checked_out=sum(s.checked_out for s in stats),
+            idle=sum(s.idle for s in stats),
+            overflow=sum(s.overflow for s in stats),
+        )
 
     async def create_all(self, metadata: MetaData | None = None) -> None:
         """Create the tables of ``metadata`` (default: every SQLModel table) that do not exist."""
@@ -201,8 +245,9 @@ class Database:
             await connection.run_sync(target.drop_all)
 
     async def dispose(self) -> None:
-        """Close every pooled connection. The database can still be used; it reconnects."""
-        await self.engine.dispose()
+        """Close every pooled connection (replicas' too). The database can still be used."""
+        for engine in self.engines:
+            await engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -214,3 +259,17 @@ class Database:
         tb: TracebackType | None,
     ) -> None:
         await self.dispose()
+
+
+def _pool_stats(engine: AsyncEngine) -> PoolStats:
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return PoolStats(
+            size=pool.size(),
+            checked_out=pool.checkedout(),
+            idle=pool.checkedin(),
+            overflow=max(0, pool.overflow()),
+        )
+    if isinstance(pool, NullPool):  # the PgBouncer profile: nothing kept, nothing counted
+        return PoolStats(size=0, checked_out=0, idle=0, overflow=0)
+    return PoolStats(size=1, checked_out=0, idle=1, overflow=0)

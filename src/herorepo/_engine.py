@@ -24,7 +24,9 @@ another charset.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import uuid
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
@@ -65,6 +67,10 @@ class EngineConfig:
         pool_pre_ping: Test each connection with a cheap round trip when it is checked out.
         echo: Log every SQL statement (through the ``sqlalchemy.engine`` logger).
         sqlite_busy_timeout: Seconds a SQLite writer waits for a lock before failing.
+        pgbouncer: PostgreSQL behind PgBouncer in transaction pooling mode: no client-side pool
+            (:class:`~sqlalchemy.pool.NullPool`; PgBouncer pools), no statement caches, and a
+            unique name for every prepared statement, so that no statement outlives the
+            transaction that prepared it. The pool settings above must then be left unset.
 
     Raises:
         ConfigurationError: a value has the wrong type or is out of range.
@@ -79,6 +85,7 @@ class EngineConfig:
     pool_pre_ping: bool | None = None
     echo: bool = False
     sqlite_busy_timeout: float = 5.0
+    pgbouncer: bool = False
 
     def __post_init__(self) -> None:
         _check_int("pool_size", self.pool_size, minimum=1)
@@ -86,10 +93,17 @@ class EngineConfig:
         _check_int("pool_recycle", self.pool_recycle, minimum=-1)
         _check_seconds("pool_timeout", self.pool_timeout)
         _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
-        for name in ("pool_pre_ping", "echo"):
+        for name in ("pool_pre_ping", "echo", "pgbouncer"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
+        if self.pgbouncer:
+            pooled = [name for name in _POOL_SETTINGS if getattr(self, name) is not None]
+            if pooled:
+                raise ConfigurationError(
+                    f"{', '.join(pooled)} cannot be set with pgbouncer=True: PgBouncer pools the "
+                    "connections, and herorepo opens one per session or unit of work."
+                )
 
     def resolved(self, backend: Backend) -> dict[str, Any]:
         """The pool keyword arguments for ``backend``, defaults filled in."""
@@ -107,6 +121,20 @@ class EngineConfig:
         }
 
 
+_POOL_SETTINGS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "pool_pre_ping")
+
+
+def _pgbouncer_connect_args() -> dict[str, Any]:
+    """asyncpg settings for PgBouncer's transaction pooling (SQLAlchemy's asyncpg docs)."""
+    return {
+        "statement_cache_size": 0,  # asyncpg's own cache of named statements
+        "prepared_statement_cache_size": 0,  # SQLAlchemy's cache in its asyncpg adapter
+        # Statements are still prepared, within one transaction; a server connection may have
+        # served other clients' statements, so names must never repeat.
+        "prepared_statement_name_func": lambda: f"__herorepo_{uuid.uuid4().hex}__",
+    }
+
+
 class HeroRepoPool(AsyncAdaptedQueuePool):
     """SQLAlchemy's async queue pool; raises herorepo errors when it has no connection."""
 
@@ -119,10 +147,33 @@ class HeroRepoPool(AsyncAdaptedQueuePool):
                 f"(pool_size={self.size()}, max_overflow={self._max_overflow}). Hold sessions "
                 "and units of work for shorter times, or raise pool_size / max_overflow."
             ) from None
-        except OSError as exc:  # asyncpg lets a refused or unreachable socket through as is
+
+    def _should_wrap_creator(self, creator: Any) -> Any:
+        return _connection_lost_on_connect_failure(super()._should_wrap_creator(creator))
+
+
+class HeroRepoNullPool(NullPool):
+    """SQLAlchemy's NullPool (the PgBouncer profile); a failed connect is ConnectionLostError."""
+
+    def _should_wrap_creator(self, creator: Any) -> Any:
+        return _connection_lost_on_connect_failure(super()._should_wrap_creator(creator))
+
+
+def _connection_lost_on_connect_failure(invoke: Any) -> Any:
+    """Wrap a pool's connect function, which every new connection goes through: a first
+    connect, a replacement, and the reconnect after a failed pre-ping (a server that is down
+    while connections idle). asyncpg lets socket errors through as they are."""
+
+    def connect(record: Any) -> Any:
+        try:
+            return invoke(record)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else exc.strerror
             raise ConnectionLostError(
-                f"Could not connect to the database server: {exc.strerror or exc}."
+                f"Could not connect to the database server: {reason or exc}."
             ) from exc
+
+    return connect
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
@@ -175,7 +226,14 @@ def create_engine(
     if backend == "sqlite":
         # sqlite3's connect timeout is SQLite's busy timeout: writers wait for the lock.
         options["connect_args"].setdefault("timeout", config.sqlite_busy_timeout)
-    if backend == "sqlite" and is_sqlite_memory(resolved):
+    if config.pgbouncer:
+        if backend != "postgresql":
+            raise ConfigurationError(
+                f"pgbouncer=True is for PostgreSQL; {redact(resolved)!r} is {backend}."
+            )
+        options["poolclass"] = HeroRepoNullPool
+        options["connect_args"] = {**_pgbouncer_connect_args(), **options["connect_args"]}
+    elif backend == "sqlite" and is_sqlite_memory(resolved):
         options["poolclass"] = StaticPool
     else:
         options.update(config.resolved(backend))

@@ -26,6 +26,7 @@ from ._errors import (
     NotNullViolationError,
     SerializationError,
     StatementTimeoutError,
+    TransactionError,
     UniqueViolationError,
 )
 
@@ -151,6 +152,7 @@ _PG_OPERATIONAL: dict[str, type[HeroRepoError]] = {
     "57P01": ConnectionLostError,  # admin_shutdown, e.g. pg_terminate_backend()
     "57P02": ConnectionLostError,  # crash_shutdown
     "57P03": ConnectionLostError,  # cannot_connect_now
+    "25006": TransactionError,  # read_only_sql_transaction: a write in a read-only transaction
 }
 
 _MYSQL_OPERATIONAL: dict[int, type[HeroRepoError]] = {
@@ -174,6 +176,11 @@ _OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
         "The next unit of work reconnects."
     ),
     StatementTimeoutError: "The server cancelled the statement: it ran past its time limit.",
+    TransactionError: (
+        "This transaction is read-only (a unit of work opened with read_only=True while the "
+        "database has replicas, or a replica itself): it cannot write or lock rows. Open the "
+        "unit of work without read_only=True."
+    ),
 }
 
 

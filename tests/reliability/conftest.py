@@ -30,7 +30,11 @@ def figures(request: pytest.FixtureRequest) -> Figures:
     callspec = getattr(request.node, "callspec", None)
     params = callspec.params if callspec else {}
     backend = next(
-        (str(params[k]) for k in ("backend", "write_backend", "server_backend") if k in params),
+        (
+            str(params[k])
+            for k in ("backend", "write_backend", "server_backend", "throwaway_backend")
+            if k in params
+        ),
         "sqlite",
     )
     return Figures(backend)

@@ -1,8 +1,10 @@
 """Inferred types of the public API. Checked by mypy --strict and pyright; never run."""
 
 from collections.abc import Sequence
+from typing import Literal
 
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import Field, Relationship, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,6 +18,7 @@ from herorepo import (
     KeysetPage,
     Page,
     PoolStats,
+    Replicas,
     Repository,
     RetryPolicy,
     UnitOfWork,
@@ -120,3 +123,16 @@ async def check_queries_and_reliability(db: Database, session: AsyncSession) -> 
     assert_type(await db.run(work, retry=RetryPolicy(attempts=3)), int)
     assert_type(db.unit_of_work(isolation_level="SERIALIZABLE", read_only=True), UnitOfWork)
     assert_type(db.pool_stats(), PoolStats)
+
+
+async def check_scaling_out() -> None:
+    replicas = Replicas(["postgresql://app@replica/app"], read_your_writes=2.0, max_lag=5)
+    assert_type(replicas.urls, Sequence[str | URL])
+    assert_type(replicas.read_your_writes, Literal["lsn"] | float)
+    db = Database("postgresql://app@primary/app", replicas=replicas)
+    assert_type(db.replicas, Replicas | None)
+    assert_type(db.engines, tuple[AsyncEngine, ...])
+    assert_type(db.unit_of_work(read_only=True), UnitOfWork)
+    async with db.unit_of_work(read_only=True) as uow:
+        assert_type(uow, UnitOfWork)
+    assert_type(EngineConfig(pgbouncer=True).pgbouncer, bool)

@@ -1,0 +1,114 @@
+"""asyncpg through PgBouncer in transaction pooling mode, with and without the pgbouncer profile.
+
+PgBouncer (Debian's package) runs on a free loopback port in front of the session's throw-away
+PostgreSQL server, with 2 server connections for 10 concurrent clients, so consecutive
+transactions of one client land on different server connections. Prepared statements that outlive
+a transaction then break: the control run without ``EngineConfig(pgbouncer=True)`` shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete
+
+from herorepo import Database, EngineConfig
+
+from ..models import Team, metadata
+from ..servers import PgBouncer, PostgresServer
+from .conftest import Measured
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.postgres]
+
+WORKERS = 10
+
+
+def kind(exc: BaseException) -> str:
+    """What went wrong, named after the driver's message where it is about prepared statements."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        message = str(seen)
+        if "prepared statement" in message and "does not exist" in message:
+            return "prepared statement does not exist"
+        if "prepared statement" in message and "already exists" in message:
+            return "prepared statement already exists"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
+async def hammer(db: Database, operations_per_worker: int) -> tuple[int, Counter[str]]:
+    """Run WORKERS concurrent loops of small units of work; count operations and failures."""
+    errors: Counter[str] = Counter()
+    done = 0
+
+    async def worker(number: int) -> None:
+        nonlocal done
+        for i in range(operations_per_worker):
+            try:
+                async with db.unit_of_work() as uow:
+                    teams = uow.repository(Team)
+                    if i % 3 == 0:
+                        await teams.create({"name": f"w{number}-{i}"})
+                    elif i % 3 == 1:
+                        await teams.count()
+                    else:
+                        await teams.list(limit=5)
+                done += 1
+            except Exception as exc:
+                errors[kind(exc)] += 1
+
+    await asyncio.gather(*(worker(n) for n in range(WORKERS)))
+    return done, errors
+
+
+@pytest_asyncio.fixture
+async def bouncer(
+    pgbouncer: PgBouncer, throwaway_postgres: PostgresServer
+) -> AsyncIterator[PgBouncer]:
+    throwaway_postgres.ensure_running()
+    async with Database(throwaway_postgres.url) as direct:
+        await direct.create_all(metadata)
+        async with direct.engine.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                await connection.execute(delete(table))
+    yield pgbouncer
+
+
+async def test_the_pgbouncer_profile_runs_thousands_of_operations_cleanly(
+    bouncer: PgBouncer, throwaway_postgres: PostgresServer, measured: Measured
+) -> None:
+    per_worker = 300
+    async with Database(bouncer.url, EngineConfig(pgbouncer=True)) as db:
+        started = time.perf_counter()
+        done, errors = await hammer(db, per_worker)
+        elapsed = time.perf_counter() - started
+        assert errors == Counter(), errors
+        assert done == WORKERS * per_worker
+        async with db.unit_of_work(read_only=True) as uow:
+            assert await uow.repository(Team).count() == WORKERS * len(range(0, per_worker, 3))
+        assert db.pool_stats().size == 0  # no client-side pool
+    server = throwaway_postgres.psql("SHOW server_version").split()[0]
+    measured(
+        f"{PgBouncer.version()} (transaction pooling, 2 server connections) before PostgreSQL "
+        f"{server}, `EngineConfig(pgbouncer=True)`",
+        f"{done} units of work from {WORKERS} concurrent clients in {elapsed:.1f} s, 0 errors",
+    )
+
+
+async def test_without_the_profile_prepared_statements_break(
+    bouncer: PgBouncer, measured: Measured
+) -> None:
+    async with Database(bouncer.url) as db:
+        done, errors = await hammer(db, 60)
+    prepared = {name: count for name, count in errors.items() if "prepared statement" in name}
+    assert prepared, f"no prepared statement errors without the profile: {errors}"
+    measured(
+        "the same through PgBouncer with the default settings (control)",
+        f"{sum(errors.values())} of {done + sum(errors.values())} units of work failed: "
+        + ", ".join(f"{name}: {count}" for name, count in sorted(errors.items())),
+    )
