@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true, tuple_
 from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
@@ -25,6 +26,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ._bulk import (
+    bulk_insertable,
+    deletes_directly,
+    has_integer_autoincrement_key,
+    insert_groups,
+    rows_validator,
+)
 from ._errors import (
     ConcurrentUpdateError,
     ConfigurationError,
@@ -94,6 +102,15 @@ class _ModelInfo:
         )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
         self._model = model
+        self.rowid_key = has_integer_autoincrement_key(self.primary_key)
+        self.bulk_insertable = bulk_insertable(mapper)
+        self.direct_delete = deletes_directly(mapper)
+        self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
+
+    def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
+        if self._rows_validator is False:
+            self._rows_validator = rows_validator(self._model)
+        return cast("TypeAdapter[builtins.list[BaseModel]] | None", self._rows_validator)
 
     def adapter(self, field: str) -> TypeAdapter[Any]:
         adapter = self._adapters.get(field)
@@ -337,17 +354,30 @@ class Repository(Generic[ModelT]):
         *,
         allow: Collection[str] = (),
     ) -> builtins.list[ModelT]:
-        """Insert many rows in one flush and return them, keys and server defaults loaded.
+        """Insert many rows and return them, keys and server defaults loaded, in input order.
 
-        On PostgreSQL, MariaDB and SQLite the INSERTs are batched with RETURNING.
+        Mappings (the usual input from an API) take a fast path where the backend has
+        ``INSERT ... RETURNING`` (PostgreSQL, SQLite, MariaDB): the list is validated in one
+        pass, as ``model_validate`` would, and inserted with one statement per group of rows
+        that set the same columns (split below the drivers' parameter limits), which loads
+        the objects into the session. Model instances, schemas, models with validators of
+        their own and MySQL without RETURNING go through one flush instead.
 
         Raises:
             InvalidDataError: an item has an unknown field or an invalid value.
             ConflictError: the database refused a row (none of the batch is kept).
         """
-        instances = [self._to_instance(item, allow) for item in items]
-        if not instances:
+        items = builtins.list(items)
+        if not items:
             return []
+        rows = self._validated_rows(items, allow)
+        if rows is not None:
+            sort = self._bulk_insert_order(rows)
+            if sort is not None:
+                self._check_writable()
+                async with self._guard():
+                    return await self._bulk_insert(rows, sort)
+        instances = [self._to_instance(item, allow) for item in items]
         self._check_writable()
         async with self._guard():
             self.session.add_all(instances)
@@ -393,10 +423,30 @@ class Repository(Generic[ModelT]):
     async def delete(self, target: ModelT | Any) -> None:
         """Delete one row, given the object or its primary key.
 
+        Given a key of an object not in the session, this is one ``DELETE ... WHERE`` on the
+        key, when the model lets the database do all of it: no version column, no
+        relationship whose ORM cascade acts on delete (only many-to-one ones without a
+        ``delete`` cascade), no delete events. Otherwise the row is read first and deleted
+        through the session (a SELECT, then the DELETE).
+
         Raises:
             NotFoundError: ``target`` is a key with no row.
             ForeignKeyViolationError: other rows still reference it.
         """
+        if not isinstance(target, self.model) and self._info.direct_delete:
+            key = self._info.mapper.identity_key_from_primary_key(self._key_values(target))
+            if key not in self.session.sync_session.identity_map:
+                statement = sa_delete(self.model).where(*self._key_clauses(target))
+                self._check_writable()
+                async with self._guard():
+                    result = await _execute(
+                        self.session,
+                        statement,
+                        execution_options={"synchronize_session": False},
+                    )
+                if _rowcount(result) == 0:
+                    raise self._not_found(target)
+                return
         instance = await self._instance(target)
         self._check_writable()
         async with self._guard():
@@ -726,6 +776,23 @@ class Repository(Generic[ModelT]):
             ident=ident,
         )
 
+    def _key_values(self, ident: Any) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = (ident,)
+        if len(self._info.primary_key) > 1 and isinstance(ident, (tuple, builtins.list)):
+            values = tuple(cast("Sequence[Any]", ident))
+        if len(values) != len(self._info.primary_key):
+            raise InvalidDataError(
+                f"{self._info.name} has a primary key of {len(self._info.primary_key)} columns "
+                f"({', '.join(self._info.pk_names)}); got {ident!r}."
+            )
+        return values
+
+    def _key_clauses(self, ident: Any) -> builtins.list[ColumnElement[bool]]:
+        values = self._key_values(ident)
+        return [
+            column == value for column, value in zip(self._info.primary_key, values, strict=True)
+        ]
+
     def _key_of(self, row: ModelT) -> Any:
         identity = inspect(row).identity
         assert identity is not None
@@ -784,6 +851,86 @@ class Repository(Generic[ModelT]):
                     f"Invalid value for {self._info.name}.{key}: {exc.errors()[0]['msg']}."
                 ) from exc
         return values
+
+    def _validated_rows(
+        self, items: Sequence[object], allow: Collection[str]
+    ) -> builtins.list[dict[str, Any]] | None:
+        """The items as validated field values, or ``None`` if they need the flush path."""
+        validator = self._info.rows_validator()
+        if validator is None or not all(type(item) is dict for item in items):
+            return None
+        rows = cast("Sequence[dict[str, Any]]", items)
+        refused = self._info.protected - set(allow)
+        checked: set[frozenset[str]] = set()
+        for row in rows:
+            keys = frozenset(row)
+            if keys not in checked:
+                self._check_fields(keys)
+                checked.add(keys)
+            if refused & keys:
+                self._check_protected([k for k in refused & keys if row[k] is not None], allow)
+        try:
+            return [vars(model) for model in validator.validate_python(rows)]
+        except PydanticValidationError as exc:
+            raise InvalidDataError(f"Invalid data for {self._info.name}: {exc}") from exc
+
+    def _bulk_insert_order(self, rows: Sequence[Mapping[str, Any]]) -> str | None:
+        """How the bulk INSERT's RETURNING rows are put in input order, or ``None``: flush."""
+        bind = self.session.bind
+        dialect = getattr(bind, "dialect", None)
+        if dialect is None or not dialect.insert_executemany_returning:
+            return None
+        if not self._info.bulk_insertable:
+            return None
+        if dialect.name == "sqlite":
+            # SQLAlchemy orders RETURNING on SQLite only with a sentinel column, and otherwise
+            # sends a statement per row. SQLite hands out ascending rowids in VALUES order, so
+            # sorting by a generated integer key restores the order.
+            key = self._info.pk_names[0]
+            if self._info.rowid_key and all(row[key] is None for row in rows):
+                return "key"
+            return None
+        if dialect.insert_executemany_returning_sort_by_parameter_order:
+            return "parameters"
+        return None
+
+    async def _bulk_insert(
+        self, rows: Sequence[dict[str, Any]], sort: str
+    ) -> builtins.list[ModelT]:
+        statements = insert_groups(rows, self._info.defaulted)
+        returning = sa_insert(self.model).returning(
+            self.model, sort_by_parameter_order=sort == "parameters"
+        )
+        out: builtins.list[Any] = [None] * len(rows)
+        # One statement is atomic by itself; several get a SAVEPOINT so that a refused row
+        # keeps none of them, as a failed flush would.
+        nested = self.session.begin_nested() if len(statements) > 1 else None
+        if nested is not None:
+            await nested.start()
+        try:
+            for positions, values in statements:
+                result = await _execute(
+                    self.session,
+                    returning,
+                    values,
+                    # Nones left in the rows are meant as NULL (see insert_groups).
+                    execution_options={
+                        "insertmanyvalues_page_size": len(values),
+                        "render_nulls": True,
+                    },
+                )
+                objects = builtins.list(result.scalars())
+                if sort == "key":
+                    objects.sort(key=self._key_of)
+                for position, obj in zip(positions, objects, strict=True):
+                    out[position] = obj
+        except BaseException:
+            if nested is not None:
+                await nested.rollback()
+            raise
+        if nested is not None:
+            await nested.commit()
+        return out
 
     def _check_protected(self, keys: Iterable[str], allow: Collection[str]) -> None:
         refused = sorted(set(keys) & self._info.protected - set(allow))
