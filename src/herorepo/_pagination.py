@@ -191,8 +191,11 @@ def seek_condition(
             beyond = column < value if key.descending else column > value
             after = or_(beyond, column.is_(None)) if key.key in nullable else beyond
             equal = column == value
-        alternatives.append(and_(*equal_so_far, after))
+        # and_() / or_() of one clause cost tens of µs per page for nothing: leave them out.
+        alternatives.append(and_(*equal_so_far, after) if equal_so_far else after)
         equal_so_far.append(equal)
+    if len(alternatives) == 1:
+        return alternatives[0]  # a range on the one sort column already
     condition = or_(*alternatives)
     first, first_value = keys[0], values[0]
     if first.key not in nullable and first_value is not None:
