@@ -1,4 +1,4 @@
-"""Fast paths for writes: ``add_many()`` of mappings, and ``delete()`` by key.
+"""Fast paths for writes: ``add_many()`` of mappings, ``update()`` and ``delete()`` by key.
 
 The ORM's unit of work validates each row on its own (``Model.model_validate``, about 25 µs for
 a small model) and, on SQLite, sends one INSERT per row to learn its key. The fast path
@@ -6,6 +6,10 @@ validates the whole list in one pydantic call, with a model that mirrors the tab
 fields, and sends ORM bulk ``INSERT ... RETURNING`` statements that load complete objects into
 the session: one statement per group of rows that set the same columns, split below the
 drivers' parameter limits.
+
+``update()`` and ``delete()`` given a key send one statement on it, instead of reading the row
+first, when the ORM would do nothing more for the model (no version column, no events, no
+relationship acting on delete).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "has_integer_autoincrement_key",
     "insert_groups",
     "rows_validator",
+    "updates_directly",
 ]
 
 _CONFIG_KEYS = frozenset(ConfigDict.__annotations__)
@@ -84,6 +89,20 @@ def deletes_directly(mapper: Any) -> bool:
             rel.direction is MANYTOONE and "delete" not in rel.cascade
             for rel in mapper.relationships
         )
+    )
+
+
+def updates_directly(mapper: Any) -> bool:
+    """Whether updating a row of ``mapper``'s model by key needs nothing from the ORM.
+
+    The ORM does more than UPDATE when the model has a version column or update events; or
+    inheritance (rows in several tables).
+    """
+    return (
+        len(mapper.tables) == 1
+        and mapper.version_id_col is None
+        and not mapper.dispatch.before_update
+        and not mapper.dispatch.after_update
     )
 
 

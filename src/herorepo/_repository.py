@@ -32,6 +32,7 @@ from ._bulk import (
     has_integer_autoincrement_key,
     insert_groups,
     rows_validator,
+    updates_directly,
 )
 from ._errors import (
     ConcurrentUpdateError,
@@ -105,6 +106,7 @@ class _ModelInfo:
         self.rowid_key = has_integer_autoincrement_key(self.primary_key)
         self.bulk_insertable = bulk_insertable(mapper)
         self.direct_delete = deletes_directly(mapper)
+        self.direct_update = updates_directly(mapper)
         self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
 
     def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
@@ -398,6 +400,11 @@ class Repository(Generic[ModelT]):
         (``model_dump(exclude_unset=True)``); a mapping contributes all its keys. Values are
         validated against the model's field types first.
 
+        Given a key of an object not in the session, on a backend with ``UPDATE ... RETURNING``
+        (PostgreSQL, SQLite, MariaDB) and a model without a version column or update events,
+        this is one ``UPDATE ... RETURNING`` that loads the updated row. Otherwise the row is
+        read first and changed through the session.
+
         Args:
             target: The object, or its primary key.
             data: A schema such as ``HeroUpdate``, or a mapping of field values. It may not set
@@ -412,6 +419,22 @@ class Repository(Generic[ModelT]):
             ConflictError: the database refused the change.
         """
         values = self._update_values(data, allow)
+        if values and self._direct(target, "update_returning"):
+            statement = (
+                sa_update(self.model)
+                .where(*self._key_clauses(target))
+                .values(values)
+                .returning(self.model)
+            )
+            self._check_writable()
+            async with self._guard():
+                result = await _execute(
+                    self.session, statement, execution_options={"synchronize_session": False}
+                )
+                found = result.scalars().one_or_none()
+            if found is None:
+                raise self._not_found(target)
+            return found
         instance = await self._instance(target)
         self._check_writable()
         async with self._guard():
@@ -433,20 +456,16 @@ class Repository(Generic[ModelT]):
             NotFoundError: ``target`` is a key with no row.
             ForeignKeyViolationError: other rows still reference it.
         """
-        if not isinstance(target, self.model) and self._info.direct_delete:
-            key = self._info.mapper.identity_key_from_primary_key(self._key_values(target))
-            if key not in self.session.sync_session.identity_map:
-                statement = sa_delete(self.model).where(*self._key_clauses(target))
-                self._check_writable()
-                async with self._guard():
-                    result = await _execute(
-                        self.session,
-                        statement,
-                        execution_options={"synchronize_session": False},
-                    )
-                if _rowcount(result) == 0:
-                    raise self._not_found(target)
-                return
+        if self._direct(target, "delete"):
+            statement = sa_delete(self.model).where(*self._key_clauses(target))
+            self._check_writable()
+            async with self._guard():
+                result = await _execute(
+                    self.session, statement, execution_options={"synchronize_session": False}
+                )
+            if _rowcount(result) == 0:
+                raise self._not_found(target)
+            return
         instance = await self._instance(target)
         self._check_writable()
         async with self._guard():
@@ -775,6 +794,25 @@ class Repository(Generic[ModelT]):
             model=self._info.name,
             ident=ident,
         )
+
+    def _direct(self, target: object, write: str) -> bool:
+        """Whether ``target`` can be written with one statement on its key, bypassing the ORM.
+
+        It must be a key (not an object), its object must not be in the session (whose state
+        would go stale), and the model must leave the ORM nothing to do for ``write``
+        ("delete", or "update_returning", which also needs UPDATE ... RETURNING).
+        """
+        if isinstance(target, self.model):
+            return False
+        if write == "delete":
+            if not self._info.direct_delete:
+                return False
+        else:
+            dialect = getattr(self.session.bind, "dialect", None)
+            if not self._info.direct_update or not getattr(dialect, "update_returning", False):
+                return False
+        key = self._info.mapper.identity_key_from_primary_key(self._key_values(target))
+        return key not in self.session.sync_session.identity_map
 
     def _key_values(self, ident: Any) -> tuple[Any, ...]:
         values: tuple[Any, ...] = (ident,)

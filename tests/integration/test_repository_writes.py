@@ -222,6 +222,32 @@ async def test_delete_by_key_reads_first_when_the_orm_must_act(write_db: Databas
     assert "Deadpond" not in [r["name"] for r in await hero_rows(write_db)]
 
 
+async def test_update_by_key_is_one_update_returning_the_row(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        notes = uow.repository(Note)
+        (note,) = await notes.add_many([{"body": "old", "number": 1}])
+        ident = note.id
+        uow.session.expunge(note)
+        with count_queries(write_db) as queries:
+            changed = await notes.update(ident, {"body": "new", "number": "2"})
+        returning = write_db.engine.dialect.update_returning
+        assert queries.count == (1 if returning else 2), queries
+        assert (changed.id, changed.body, changed.number) == (ident, "new", 2)
+        assert await notes.get(ident) is changed  # in the session now, no SQL
+        with count_queries(write_db) as queries:  # in the session: changed through it
+            again = await notes.update(ident, {"body": "newer"})
+        assert again is changed
+        assert changed.body == "newer"
+        assert queries.count == 1, queries
+        with pytest.raises(NotFoundError, match="Note with id=123456 does not exist"):
+            await notes.update(123456, {"body": "x"})
+        with pytest.raises(InvalidDataError, match=r"allow=\{'id'\}"):
+            await notes.update(ident, {"id": 7})
+    async with write_db.session() as session:
+        stored = await Repository(session, Note).get_one(ident)
+    assert (stored.body, stored.number) == ("newer", 2)
+
+
 async def test_deleting_twice_is_not_found(write_db: Database) -> None:
     ids = await seed(write_db)
     async with write_db.unit_of_work() as uow:
