@@ -358,12 +358,12 @@ class Repository(Generic[ModelT]):
     ) -> builtins.list[ModelT]:
         """Insert many rows and return them, keys and server defaults loaded, in input order.
 
-        Mappings (the usual input from an API) take a fast path where the backend has
-        ``INSERT ... RETURNING`` (PostgreSQL, SQLite, MariaDB): the list is validated in one
+        Mappings and schemas (the usual input from an API) take a fast path where the backend
+        has ``INSERT ... RETURNING`` (PostgreSQL, SQLite, MariaDB): the list is validated in one
         pass, as ``model_validate`` would, and inserted with one statement per group of rows
         that set the same columns (split below the drivers' parameter limits), which loads
-        the objects into the session. Model instances, schemas, models with validators of
-        their own and MySQL without RETURNING go through one flush instead.
+        the objects into the session. Model instances (which are the objects inserted), models
+        with validators of their own and MySQL without RETURNING go through one flush instead.
 
         Raises:
             InvalidDataError: an item has an unknown field or an invalid value.
@@ -895,9 +895,16 @@ class Repository(Generic[ModelT]):
     ) -> builtins.list[dict[str, Any]] | None:
         """The items as validated field values, or ``None`` if they need the flush path."""
         validator = self._info.rows_validator()
-        if validator is None or not all(type(item) is dict for item in items):
+        if validator is None:
             return None
-        rows = cast("Sequence[dict[str, Any]]", items)
+        rows: builtins.list[dict[str, Any]] = []
+        for item in items:
+            if type(item) is dict:
+                rows.append(cast("dict[str, Any]", item))
+            elif isinstance(item, BaseModel) and not hasattr(type(item), "__table__"):
+                rows.append(dict(item))  # a schema: its fields, as model_validate reads them
+            else:
+                return None  # model instances stay the objects inserted: flush them
         refused = self._info.protected - set(allow)
         checked: set[frozenset[str]] = set()
         for row in rows:

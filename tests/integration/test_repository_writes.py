@@ -84,6 +84,27 @@ async def test_add_many_sends_one_insert_per_run_of_rows_setting_the_same_column
     assert all(isinstance(h.created_at, datetime) for h in heroes)
 
 
+async def test_add_many_of_schemas_and_of_instances(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        with count_queries(write_db) as queries:
+            schemas = await heroes.add_many(
+                [HeroCreate(name=f"Schema {i}", secret_name="s", age=i) for i in range(3)]
+            )
+        assert queries.count == (1 if returning(write_db) else 6), queries
+        built = [Hero(name="Built", secret_name="s")]
+        instances = await heroes.add_many(built)
+        assert instances[0] is built[0]  # the objects given are the ones inserted
+    assert [h.age for h in schemas] == [0, 1, 2]
+    assert all(h.status == "active" for h in [*schemas, *instances])
+    assert [r["name"] for r in await hero_rows(write_db)] == [
+        "Schema 0",
+        "Schema 1",
+        "Schema 2",
+        "Built",
+    ]
+
+
 async def test_add_many_validates_and_protects_every_row(write_db: Database) -> None:
     async with write_db.unit_of_work() as uow:
         heroes = uow.repository(Hero)
