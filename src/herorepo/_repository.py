@@ -108,6 +108,7 @@ class _ModelInfo:
         self.direct_delete = deletes_directly(mapper)
         self.direct_update = updates_directly(mapper)
         self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
+        self._codecs: dict[tuple[tuple[SortKey, ...], bytes | None], CursorCodec] = {}
 
     def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
         if self._rows_validator is False:
@@ -121,6 +122,16 @@ class _ModelInfo:
             adapter = TypeAdapter(info.rebuild_annotation())
             self._adapters[field] = adapter
         return adapter
+
+    def codec(self, keys: tuple[SortKey, ...], secret: bytes | None) -> CursorCodec:
+        """The cursor codec of a sort order, kept for the few orders a model is read in."""
+        codec = self._codecs.get((keys, secret))
+        if codec is None:
+            adapters = [self.adapter(k.key) for k in keys]
+            codec = CursorCodec(self.name, keys, adapters, secret)
+            if len(self._codecs) < 256:  # sort orders can come from requests: stay bounded
+                self._codecs[keys, secret] = codec
+        return codec
 
     def describe_ident(self, ident: Any) -> str:
         if len(self.pk_names) == 1:
@@ -712,12 +723,7 @@ class Repository(Generic[ModelT]):
             del batch
 
     def _codec(self, keys: Sequence[SortKey]) -> CursorCodec:
-        return CursorCodec(
-            self._info.name,
-            keys,
-            [self._info.adapter(k.key) for k in keys],
-            self.cursor_secret,
-        )
+        return self._info.codec(tuple(keys), self.cursor_secret)
 
     def _check_limit(self, limit: object) -> None:
         if not _is_whole(limit, 1) or limit > self.max_page_size:
