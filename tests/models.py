@@ -1,9 +1,11 @@
 """Models the test suite runs on; table names are prefixed so they never meet a user's tables."""
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Double, Numeric, text
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
 
@@ -101,3 +103,24 @@ class Account(SQLModel, table=True):
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
+class Sample(SQLModel, table=True):
+    """One column per kind of value, for the round-trip tests of tests/integration/test_values."""
+
+    __tablename__ = "hr_sample"
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str | None = Field(default=None, max_length=255)
+    big: int | None = Field(default=None, sa_type=BigInteger)
+    small: int | None = None
+    amount: Decimal | None = Field(default=None, sa_type=Numeric(12, 4))
+    ratio: float | None = Field(default=None, sa_type=Double)
+    single: float | None = None  # plain Float: single precision on MySQL
+    at: datetime | None = Field(
+        default=None, sa_type=DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+    )
+    at_plain: datetime | None = Field(default=None, sa_type=DateTime())  # MySQL: whole seconds
+    moment: datetime | None = None  # SQLModel's own mapping: an aware UTC instant
+    day: date | None = None
+    data: Any = Field(default=None, sa_type=JSON, nullable=True)

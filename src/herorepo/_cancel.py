@@ -38,31 +38,70 @@ def interrupt_on_cancel(context: ExceptionContext) -> None:
         return
     name = context.dialect.name
     if name == "sqlite":
-        _interrupt_sqlite(driver)
+        _stop_sqlite(driver, connection.connection.info.get(SQLITE_STOP_KEY))
     elif name in ("mysql", "mariadb"):
         _kill_mysql_query(context, driver)
 
 
-def _interrupt_sqlite(driver: Any) -> None:
-    # sqlite3's interrupt() is the one call that is safe from another thread.
+# --- SQLite ---------------------------------------------------------------------------------------
+
+SQLITE_STOP_KEY = "herorepo_sqlite_stop"
+
+
+class SqliteStop:
+    """A per-connection flag that SQLite's progress handler reads while a statement runs.
+
+    Why not ``sqlite3.Connection.interrupt()``: when the statement has already finished but is
+    still active (an INSERT ... RETURNING or a SELECT with rows left, as happens when the
+    cancellation lands between execute and fetch), SQLite keeps the interrupt pending and it
+    stops the ROLLBACK instead. The connection is then closed with its transaction open, and
+    SQLite keeps such a connection's write lock until the garbage collector finalizes its last
+    statement: every writer after it waits and fails. A progress handler runs only inside a
+    running statement, and the flag is cleared before the rollback.
+    """
+
+    __slots__ = ("requested",)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> int:
+        return 1 if self.requested else 0  # non-zero aborts the running statement
+
+
+def install_sqlite_stop(dbapi_connection: Any, record: Any) -> None:
+    """Give a new aiosqlite connection its stop flag (a ``connect`` event hook)."""
+    stop = SqliteStop()
+
+    def install(driver: Any) -> Any:  # aiosqlite.Connection
+        return driver.set_progress_handler(stop, 1000)
+
+    dbapi_connection.run_async(install)
+    record.info[SQLITE_STOP_KEY] = stop
+
+
+def _stop_sqlite(driver: Any, stop: SqliteStop | None) -> None:
     raw = getattr(driver, "_conn", None)
-    if raw is None:
+    if raw is None or stop is None:
         return
-    try:
-        raw.interrupt()
-    except Exception:  # the connection closed meanwhile
-        logger.debug("herorepo: could not interrupt a cancelled SQLite statement", exc_info=True)
-        return
-    # An interrupted SELECT leaves its transaction (and BEGIN IMMEDIATE's write lock) open; the
-    # rollback queues behind it on the connection's worker thread and releases the lock.
-    _spawn(_rollback_sqlite(driver))
+    stop.requested = True
+    # The rollback queues behind the statement on the connection's worker thread (and before
+    # SQLAlchemy's close), and releases the write lock that BEGIN IMMEDIATE took.
+    _spawn(_rollback_sqlite(driver, raw, stop))
 
 
-async def _rollback_sqlite(driver: Any) -> None:
+async def _rollback_sqlite(driver: Any, raw: Any, stop: SqliteStop) -> None:
+    def clear_and_roll_back() -> None:
+        stop.requested = False
+        raw.rollback()
+
     try:
-        await driver.rollback()
+        await driver._execute(clear_and_roll_back)
     except Exception:  # already closed by SQLAlchemy's invalidation: the lock went with it
         logger.debug("herorepo: rollback after a cancelled SQLite statement", exc_info=True)
+
+
+# --- shared ---------------------------------------------------------------------------------------
 
 
 def _spawn(coroutine: Any) -> None:
@@ -73,6 +112,9 @@ def _spawn(coroutine: Any) -> None:
         return
     _pending.add(task)
     task.add_done_callback(_pending.discard)
+
+
+# --- MySQL ----------------------------------------------------------------------------------------
 
 
 def _kill_mysql_query(context: ExceptionContext, driver: Any) -> None:

@@ -70,6 +70,13 @@ class Database:
         ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
             installed.
 
+    Attributes:
+        url: The resolved async URL (it holds the password; log :attr:`safe_url` instead).
+        backend: ``"sqlite"``, ``"postgresql"`` or ``"mysql"`` (MariaDB included).
+        config: The :class:`EngineConfig` in use.
+        engine: The ``AsyncEngine``.
+        sessionmaker: The ``async_sessionmaker`` of SQLModel ``AsyncSession`` objects.
+
     .. versionadded:: 0.1.0
     """
 

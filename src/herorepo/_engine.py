@@ -49,10 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ._cancel import interrupt_on_cancel
+from ._cancel import install_sqlite_stop, interrupt_on_cancel
 from ._errors import ConfigurationError, ConnectionLostError, PoolTimeoutError
 from ._filters import sqlite_casefold, sqlite_like
-from ._loading import GuardedSession
+from ._session import GuardedSession
 from ._translate import translate_driver_error
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
@@ -223,6 +223,8 @@ def create_engine(
         _install_pre_ping(engine, config.pool_ping_idle)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
+    if backend == "mysql":
+        event.listen(engine.sync_engine, "connect", _make_mysql_strict)
     return engine
 
 
@@ -277,8 +279,18 @@ def _closed_by_server(dbapi_connection: Any) -> bool:
     return bool(reader.at_eof() or reader.exception() is not None or buffered)
 
 
+def _make_mysql_strict(dbapi_connection: Any, _record: Any) -> None:
+    # Without strict mode MySQL stores a too-long or out-of-range value truncated, with only a
+    # warning. Keep the server's other modes (ANSI_QUOTES and friends) as they are.
+    cursor = dbapi_connection.cursor()
+    cursor.execute(
+        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
+    )
+    cursor.close()
+
+
 def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module, which would otherwise
         # COMMIT before a SAVEPOINT; the "begin" hook below emits BEGIN instead.
         dbapi_connection.isolation_level = None
@@ -287,6 +299,7 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
             "herorepo_casefold", 1, sqlite_casefold, deterministic=True
         )
         dbapi_connection.create_function("herorepo_like", 2, sqlite_like, deterministic=True)
+        install_sqlite_stop(dbapi_connection, record)  # lets a cancellation stop a statement
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         if not memory:

@@ -6,8 +6,9 @@ In async code an attribute access cannot run SQL: SQLAlchemy's lazy load then fa
 * :func:`eager` (and the repositories' ``load=``) turns relationships into ``selectinload`` (one
   extra SELECT per relationship) or, with :func:`joined`, ``joinedload`` (a JOIN in the same
   query), validating the chain when the query is built.
-* Sessions made by herorepo run every ORM statement through :class:`GuardedSession`, which turns an
-  implicit load outside ``await`` into :class:`~herorepo.LazyLoadError` naming the attribute.
+* Sessions made by herorepo run every ORM statement through :func:`refuse_implicit_io`, which
+  turns an implicit load outside ``await`` into :class:`~herorepo.LazyLoadError` naming the
+  attribute.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import greenlet
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.orm import (
     Mapper,
     QueryableAttribute,
@@ -25,7 +26,6 @@ from sqlalchemy.orm import (
     joinedload,
     selectinload,
 )
-from sqlmodel import Session
 
 from ._errors import InvalidLoadError, LazyLoadError
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         _AbstractLoad,  # pyright: ignore[reportPrivateUsage]
     )
 
-__all__ = ["GuardedSession", "LoadSpec", "eager", "joined"]
+__all__ = ["LoadSpec", "eager", "joined", "refuse_implicit_io"]
 
 
 @dataclass(frozen=True)
@@ -180,11 +180,7 @@ def _check_relationship(
     return part
 
 
-# --- the guard against implicit IO ---------------------------------------------------------------
-
-
-class GuardedSession(Session):
-    """The sync session behind herorepo's ``AsyncSession``; refuses IO outside ``await``."""
+# --- the guard against implicit IO (wired up in _session.py) -------------------------------------
 
 
 def _in_async_bridge() -> bool:
@@ -192,8 +188,7 @@ def _in_async_bridge() -> bool:
     return bool(getattr(greenlet.getcurrent(), "__sqlalchemy_greenlet_provider__", False))
 
 
-@event.listens_for(GuardedSession, "do_orm_execute")
-def _refuse_implicit_io(state: ORMExecuteState) -> None:
+def refuse_implicit_io(state: ORMExecuteState) -> None:
     if _in_async_bridge():
         return
     path = state.loader_strategy_path

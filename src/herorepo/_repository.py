@@ -56,6 +56,7 @@ from ._pagination import (
     with_tiebreaker,
 )
 from ._upsert import chunks, upsert_statement
+from ._values import ValueChecks, value_checks
 
 __all__ = ["Repository"]
 
@@ -350,14 +351,14 @@ class Repository(Generic[ModelT]):
 
         Raises:
             InvalidDataError: a field is unknown to the model, or a value fails validation.
-            UniqueViolationError, ForeignKeyViolationError, NotNullViolationError,
-            CheckViolationError: the database refused the row.
+            ConflictError: the database refused the row (a ``UniqueViolationError``,
+                ``ForeignKeyViolationError``, ``NotNullViolationError`` or ``CheckViolationError``).
         """
         instance = self._to_instance(data, allow)
         self._check_writable()
         async with self._guard():
             self.session.add(instance)
-            await self.session.flush()
+            await self._flush_new([instance])
             await self._load_unloaded([instance])
         return instance
 
@@ -394,7 +395,7 @@ class Repository(Generic[ModelT]):
         self._check_writable()
         async with self._guard():
             self.session.add_all(instances)
-            await self.session.flush()
+            await self._flush_new(instances)
             await self._load_unloaded(instances)
         return instances
 
@@ -438,6 +439,7 @@ class Repository(Generic[ModelT]):
                 .returning(self.model)
             )
             self._check_writable()
+            self._value_checks().check(values)
             async with self._guard():
                 result = await _execute(
                     self.session, statement, execution_options={"synchronize_session": False}
@@ -448,6 +450,7 @@ class Repository(Generic[ModelT]):
             return found
         instance = await self._instance(target)
         self._check_writable()
+        self._value_checks().check(values)
         async with self._guard():
             instance.sqlmodel_update(values)
             await self.session.flush()
@@ -500,6 +503,7 @@ class Repository(Generic[ModelT]):
         checked = self._update_values(values, ())
         if not checked:
             raise InvalidDataError("update_many needs at least one value to set.")
+        self._value_checks().check(checked)
         statement = sa_update(self.model).where(*conditions).values(checked)
         self._check_writable()
         async with self._guard():
@@ -572,7 +576,11 @@ class Repository(Generic[ModelT]):
                 + (f"; unknown: {', '.join(bad)}" if bad else "")
                 + f". Its columns are: {', '.join(sorted(self._info.columns))}."
             )
-        rows = [self._row_values(self._to_instance(item, conflict)) for item in items]
+        instances = [self._to_instance(item, conflict) for item in items]
+        checks = self._value_checks()
+        for instance in instances:
+            checks.check_instance(instance.__dict__)
+        rows = [self._row_values(instance) for instance in instances]
         if not rows:
             return []
         keys = set(rows[0])
@@ -674,6 +682,7 @@ class Repository(Generic[ModelT]):
             load=load,
             order_by=order_clauses(self.model, keys, self._info.nullable),
             limit=limit + 1,
+            tiebreak=False,
         )
         items, more = rows[:limit], len(rows) > limit
         next_cursor = None
@@ -713,7 +722,7 @@ class Repository(Generic[ModelT]):
                 else []
             )
             batch = await self._select(
-                *conditions, *seek, load=load, order_by=order, limit=batch_size
+                *conditions, *seek, load=load, order_by=order, limit=batch_size, tiebreak=False
             )
             for row in batch:
                 yield row
@@ -758,19 +767,25 @@ class Repository(Generic[ModelT]):
         order_by: OrderBy | Sequence[OrderBy] | None = None,
         offset: int | None = None,
         limit: int | None = None,
+        tiebreak: bool = True,
     ) -> builtins.list[ModelT]:
         statement = select(self.model).where(*_clauses(where))
         if load:
             statement = statement.options(*eager(*load, model=self.model))
+        # The primary key ends every sort, so rows that tie come in the same order every time
+        # and offset pages neither repeat nor skip them.
         if is_named_sort(order_by):
-            keys = parse_sort(order_by, self._info.mapper)
+            keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
             statement = statement.order_by(*order_clauses(self.model, keys, self._info.nullable))
         elif order_by is None:
             statement = statement.order_by(*self._info.primary_key)
-        elif isinstance(order_by, (builtins.list, tuple)):
-            statement = statement.order_by(*cast("Sequence[Any]", order_by))
         else:
-            statement = statement.order_by(cast("Any", order_by))
+            given = cast(
+                "Sequence[Any]",
+                order_by if isinstance(order_by, (builtins.list, tuple)) else [order_by],
+            )
+            tail = self._info.primary_key if tiebreak else ()
+            statement = statement.order_by(*given, *tail)
         if offset:
             statement = statement.offset(offset)
         if limit is not None:
@@ -870,7 +885,7 @@ class Repository(Generic[ModelT]):
         try:
             return self.model.model_validate(data)
         except PydanticValidationError as exc:
-            raise InvalidDataError(f"Invalid data for {self._info.name}: {exc}") from exc
+            raise InvalidDataError(_invalid_values(self._info.name, exc)) from exc
 
     def _update_values(
         self, data: BaseModel | Mapping[str, Any], allow: Collection[str]
@@ -921,9 +936,13 @@ class Repository(Generic[ModelT]):
             if refused & keys:
                 self._check_protected([k for k in refused & keys if row[k] is not None], allow)
         try:
-            return [vars(model) for model in validator.validate_python(rows)]
+            validated = [vars(model) for model in validator.validate_python(rows)]
         except PydanticValidationError as exc:
-            raise InvalidDataError(f"Invalid data for {self._info.name}: {exc}") from exc
+            raise InvalidDataError(_invalid_values(self._info.name, exc, rows=True)) from exc
+        checks = self._value_checks()  # what the flush path checks before its flush
+        for row in validated:
+            checks.check_instance(row)
+        return validated
 
     def _bulk_insert_order(self, rows: Sequence[Mapping[str, Any]]) -> str | None:
         """How the bulk INSERT's RETURNING rows are put in input order, or ``None``: flush."""
@@ -1000,6 +1019,21 @@ class Repository(Generic[ModelT]):
                 f"Its fields are: {', '.join(sorted(self._info.fields))}."
             )
 
+    async def _flush_new(self, instances: Sequence[ModelT]) -> None:
+        try:
+            await self.session.flush()
+        except InvalidDataError:
+            # A value was refused before any SQL: take the rows back out of the session, or
+            # every later flush of this unit of work would trip over them again.
+            for instance in instances:
+                if inspect(instance).pending:
+                    self.session.expunge(instance)
+            raise
+
+    def _value_checks(self) -> ValueChecks:
+        mapper = self._info.mapper
+        return value_checks(mapper, self.session.sync_session.get_bind(mapper).dialect)
+
     async def _load_unloaded(self, instances: Sequence[ModelT]) -> None:
         """Read back column values the flush left unloaded (server defaults without RETURNING)."""
         for instance in instances:
@@ -1064,6 +1098,17 @@ def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
     # SQLModel's where() takes plain bools (a comparison mypy typed as bool); SQLAlchemy's wants
     # clauses. A literal True adds nothing; a literal False matches nothing.
     return [true() if w is True else false() if w is False else w for w in where]
+
+
+def _invalid_values(model: str, exc: PydanticValidationError, *, rows: bool = False) -> str:
+    problems: list[str] = []
+    for error in exc.errors():
+        location = error["loc"]
+        where = ""
+        if rows:  # a list was validated at once: the location starts with the item's index
+            where, location = f" (item {location[0]})", location[1:]
+        problems.append(f"{model}.{'.'.join(map(str, location))}{where}: {error['msg']}")
+    return f"Invalid value for {'; '.join(problems)}."
 
 
 def _is_whole(value: object, minimum: int) -> TypeGuard[int]:

@@ -21,6 +21,7 @@ from ._errors import (
     DeadlockError,
     ForeignKeyViolationError,
     HeroRepoError,
+    InvalidDataError,
     LockTimeoutError,
     NotNullViolationError,
     SerializationError,
@@ -176,6 +177,37 @@ _OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
 }
 
 
+# A value the server refused: too long, out of range, not valid for the type.
+_MYSQL_DATA_ERRNO = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3140})
+_SQLITE_DATA_NAMES = ("SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_RANGE")
+
+
+def _is_data_error(dialect_name: str, orig: BaseException) -> bool:
+    if dialect_name == "postgresql":
+        # SQLSTATE class 22 (data exception); asyncpg's client-side DataError has no SQLSTATE.
+        native = orig.__cause__
+        return str(getattr(orig, "sqlstate", None) or "").startswith("22") or (
+            type(native).__name__ == "DataError"
+        )
+    if dialect_name in ("mysql", "mariadb"):
+        args: tuple[object, ...] = getattr(orig, "args", ())
+        return bool(args) and args[0] in _MYSQL_DATA_ERRNO
+    if dialect_name == "sqlite":
+        name = str(getattr(orig, "sqlite_errorname", ""))
+        return isinstance(orig, OverflowError) or name.startswith(_SQLITE_DATA_NAMES)
+    return False
+
+
+def _data_error(orig: BaseException) -> InvalidDataError:
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    detail = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(orig)
+    detail = detail.strip().splitlines()[0] if detail.strip() else type(orig).__name__
+    return InvalidDataError(
+        f"The database refused a value: {detail}. Check the value against the column's type "
+        "and size (herorepo's repositories check them before sending; raw statements do not)."
+    )
+
+
 def _operational(dialect_name: str, orig: BaseException) -> type[HeroRepoError] | None:
     if dialect_name == "postgresql":
         return _PG_OPERATIONAL.get(str(getattr(orig, "sqlstate", None) or ""))
@@ -202,6 +234,8 @@ def classify(
             constraint=violation.constraint, table=violation.table, column=violation.column
         )
     error = _operational(dialect_name, orig)
+    if error is None and not is_disconnect and _is_data_error(dialect_name, orig):
+        return _data_error(orig)
     if error is None and is_disconnect:
         error = ConnectionLostError
     if error is None:

@@ -5,9 +5,16 @@ Everything runs in a subprocess with the interpreter that runs the tests, as a u
 example: their table models would join ``SQLModel.metadata``, which conftest creates and drops on
 every backend.
 
-* Each ```python block of README.md and docs/*.md runs on its own, on SQLite, unless the line
-  right before its fence is ``<!-- no-run -->`` (a fragment). A block preceded by
-  ``<!-- example: docs/examples/NAME.py -->`` must be that file, verbatim.
+* Each ```python block of README.md and docs/**/*.md runs on its own, unless the line right
+  before its fence is ``<!-- no-run -->`` (a fragment, or a server that would never stop). A block
+  that uses a database takes its URL from DATABASE_URL (``Database.from_env(default=...)``) and
+  runs three times: with DATABASE_URL unset (its SQLite default), then on PostgreSQL and on MySQL,
+  each time in an empty scratch database (``herorepo_docs``), so it may create tables freely.
+  Other blocks run once. A block whose first line names a file (``# models.py``) is also saved as
+  that file next to the later blocks of its page, which may import it.
+* A block preceded by ``<!-- example: docs/examples/NAME.py -->`` must be that file, verbatim. A
+  block preceded by ``<!-- excerpt -->`` is not run, but must appear verbatim in a block of its
+  page that runs: side-by-side excerpts cannot drift from the programs they come from.
 * Each docs/examples/*.py runs on every backend, with DATABASE_URL set: test_example[NAME-postgres].
 * ``python -m herorepo demo`` runs on in-memory SQLite and on every backend, never prints a
   password, and exits 2 with the ConfigurationError message for a bad URL.
@@ -19,21 +26,29 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from herorepo import Database
 
 from ..conftest import backend_url, require
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
-MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+MARKDOWN = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+SCRATCH_DATABASE = "herorepo_docs"
 TIMEOUT = 60
 
 NO_RUN = "<!-- no-run -->"
+EXCERPT = "<!-- excerpt -->"
+FILE_NAME = re.compile(r"^# (?P<name>\w+\.py)\n")
 EXAMPLE_MARKER = re.compile(r"^<!-- example: (?P<path>\S+) -->$")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[ \t]*$")
 
@@ -101,7 +116,21 @@ def python_blocks() -> list[Block]:
     return [b for path in MARKDOWN for b in code_blocks(path) if b.lang in ("python", "py")]
 
 
-RUNNABLE = [block for block in python_blocks() if block.before != NO_RUN]
+# An example block is its docs/examples file, which test_example runs on every backend.
+RUNNABLE = [
+    block
+    for block in python_blocks()
+    if block.before not in (NO_RUN, EXCERPT) and not EXAMPLE_MARKER.match(block.before)
+]
+USES_DATABASE = re.compile(r"\bDatabase\(|\bcreate_(async_)?engine\(|from_env\(|DATABASE_URL")
+
+
+def reads_database_url(block: Block) -> bool:
+    return "from_env(" in block.code or "DATABASE_URL" in block.code
+
+
+ON_EVERY_BACKEND = [block for block in RUNNABLE if reads_database_url(block)]
+ONCE = [block for block in RUNNABLE if not reads_database_url(block)]
 
 
 def run_python(
@@ -147,11 +176,75 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 # --- Markdown ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[block.id for block in RUNNABLE])
-def test_doc_block_runs(block: Block, tmp_path: Path) -> None:
+def run_block(block: Block, tmp_path: Path, database_url: str | None = None) -> None:
+    for earlier in RUNNABLE:
+        named = FILE_NAME.match(earlier.code)
+        if named and earlier.path == block.path and earlier.line < block.line:
+            (tmp_path / named["name"]).write_text(earlier.code, encoding="utf-8")
     script = tmp_path / f"{block.path.stem}_{block.line}.py"
     script.write_text(block.code, encoding="utf-8")
-    assert_ok(run_python(str(script), cwd=tmp_path))
+    assert_ok(run_python(str(script), cwd=tmp_path, database_url=database_url))
+
+
+@pytest.mark.parametrize("block", ONCE, ids=[block.id for block in ONCE])
+def test_doc_block_runs(block: Block, tmp_path: Path) -> None:
+    run_block(block, tmp_path)
+
+
+@pytest_asyncio.fixture
+async def scratch_url(backend: str) -> str | None:
+    """An empty scratch database on ``backend`` (None on SQLite: blocks use their default).
+
+    A scratch database rather than the suite's: doc blocks name their tables as a reader would
+    (``hero``, ``team``) and leave them behind, as a reader's script would.
+    """
+    if backend == "sqlite":
+        return None
+    server = make_url(backend_url(backend))
+    scratch = server.set(database=SCRATCH_DATABASE)
+    admin = Database(server)
+    try:
+        async with admin.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if backend == "mysql":
+                await connection.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE}"))
+                await connection.execute(text(f"CREATE DATABASE {SCRATCH_DATABASE}"))
+            else:
+                exists = await connection.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                    {"name": SCRATCH_DATABASE},
+                )
+                if exists.first() is None:
+                    await connection.execute(text(f"CREATE DATABASE {SCRATCH_DATABASE}"))
+    finally:
+        await admin.dispose()
+    if backend == "postgres":
+        scratch_db = Database(scratch)
+        try:
+            async with scratch_db.engine.begin() as connection:
+                await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                await connection.execute(text("CREATE SCHEMA public"))
+        finally:
+            await scratch_db.dispose()
+    return scratch.render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("block", ON_EVERY_BACKEND, ids=[block.id for block in ON_EVERY_BACKEND])
+def test_doc_block_runs_on_backend(block: Block, scratch_url: str | None, tmp_path: Path) -> None:
+    run_block(block, tmp_path, database_url=scratch_url)
+
+
+def test_database_blocks_read_database_url() -> None:
+    """A block that opens a database takes its URL from DATABASE_URL, so it runs everywhere."""
+    fixed = [
+        block.id
+        for block in RUNNABLE
+        if USES_DATABASE.search(block.code) and not reads_database_url(block)
+    ]
+    assert not fixed, (
+        f"these blocks open a database with a fixed URL, so they would run on SQLite only: "
+        f"{fixed}. Use Database.from_env(default='sqlite+aiosqlite:///:memory:')."
+    )
 
 
 def test_code_blocks_reads_fences_and_markers(tmp_path: Path) -> None:
@@ -179,6 +272,26 @@ def test_code_blocks_reads_fences_and_markers(tmp_path: Path) -> None:
         (8, "python", ""),
     ]
     assert blocks[1].code == "if True:\n    print('indented')\n"
+
+
+def contains(program: str, excerpt: str) -> bool:
+    """Whether ``excerpt`` is a run of whole lines of ``program``, at any indentation."""
+    wanted = textwrap.dedent(excerpt).strip("\n")
+    lines = program.splitlines()
+    size = len(wanted.splitlines())
+    return any(
+        textwrap.dedent("\n".join(lines[start : start + size])) == wanted
+        for start in range(len(lines) - size + 1)
+    )
+
+
+def test_excerpts_match_their_programs() -> None:
+    excerpts = [block for block in python_blocks() if block.before == EXCERPT]
+    for block in excerpts:
+        programs = [b.code for b in RUNNABLE if b.path == block.path]
+        assert any(contains(program, block.code) for program in programs), (
+            f"{block.id}: this excerpt is in no runnable block of its page; copy it again"
+        )
 
 
 def test_readme_and_docs_have_runnable_blocks() -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
+    MultipleResults,
     RuleBasedStateMachine,
     consumes,
     initialize,
     invariant,
+    multiple,
     rule,
     run_state_machine_as_test,
 )
@@ -46,8 +49,16 @@ async def test_text_and_integers_round_trip(db: Database, body: str, number: int
     assert read.number == number
 
 
+NUMBERS = st.integers(-3, 3) | BIGINT  # small ranges make ties, which sorting must break by id
+SORTS_BY_NUMBER = ["number", "-number"]
+
+
 class RepositoryAgreesWithADict(RuleBasedStateMachine):
-    """Drive a repository and a plain dict with the same operations; they must always agree."""
+    """Drive a repository and a plain dict with the same operations; they must always agree.
+
+    Rows are sorted by ``number`` only: text order depends on each server's collation, which
+    herorepo leaves to the database on purpose.
+    """
 
     notes = Bundle("notes")
 
@@ -55,6 +66,7 @@ class RepositoryAgreesWithADict(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.model: dict[int, tuple[str, int]] = {}
+        self.gone: set[int] = set()
         self.db: Database | None = None
 
     def run(self, coroutine):  # type: ignore[no-untyped-def]
@@ -64,18 +76,20 @@ class RepositoryAgreesWithADict(RuleBasedStateMachine):
     def open_database(self) -> None:
         backend = type(self).backend_name
         self.db = Database(backend_url(backend), connect_args=CONNECT_ARGS[backend])
-
-        async def clear() -> None:
-            assert self.db is not None
-            async with self.db.unit_of_work() as uow:
-                for note in await uow.repository(Note).list():
-                    await uow.repository(Note).delete(note)
-
-        self.run(clear())
+        self.run(self._clear())
 
     backend_name = "sqlite"
 
-    @rule(target=notes, body=TEXT, number=BIGINT)
+    async def _clear(self) -> None:
+        assert self.db is not None
+        async with self.db.unit_of_work() as uow:
+            await uow.repository(Note).delete_many(true())
+
+    def expected_order(self, sort: str) -> list[int]:
+        sign = -1 if sort.startswith("-") else 1
+        return sorted(self.model, key=lambda i: (sign * self.model[i][1], i))
+
+    @rule(target=notes, body=TEXT, number=NUMBERS)
     def create(self, body: str, number: int) -> int:
         async def go() -> int:
             assert self.db is not None
@@ -88,16 +102,44 @@ class RepositoryAgreesWithADict(RuleBasedStateMachine):
         self.model[ident] = (body, number)
         return ident
 
-    @rule(ident=notes, body=TEXT)
-    def update(self, ident: int, body: str) -> None:
+    @rule(target=notes, rows=st.lists(st.tuples(TEXT, NUMBERS), min_size=1, max_size=8))
+    def add_many(self, rows: list[tuple[str, int]]) -> MultipleResults[int]:
+        async def go() -> list[int]:
+            assert self.db is not None
+            async with self.db.unit_of_work() as uow:
+                notes = await uow.repository(Note).add_many(
+                    [{"body": body, "number": number} for body, number in rows]
+                )
+            return [n.id for n in notes if n.id is not None]
+
+        idents = self.run(go())
+        assert len(idents) == len(rows)
+        self.model.update(zip(idents, rows, strict=True))
+        return multiple(*idents)
+
+    @rule(ident=notes)
+    def get(self, ident: int) -> None:
+        async def go() -> tuple[str, int] | None:
+            assert self.db is not None
+            async with self.db.session() as session:
+                note = await Repository(session, Note).get(ident)
+            return None if note is None else (note.body, note.number)
+
+        assert self.run(go()) == self.model.get(ident)
+
+    @rule(ident=notes, body=st.none() | TEXT, number=st.none() | NUMBERS)
+    def update(self, ident: int, body: str | None, number: int | None) -> None:
+        changes = {k: v for k, v in {"body": body, "number": number}.items() if v is not None}
+
         async def go() -> None:
             assert self.db is not None
             async with self.db.unit_of_work() as uow:
-                await uow.repository(Note).update(ident, {"body": body})
+                await uow.repository(Note).update(ident, changes)
 
         if ident in self.model:
             self.run(go())
-            self.model[ident] = (body, self.model[ident][1])
+            old_body, old_number = self.model[ident]
+            self.model[ident] = (changes.get("body", old_body), changes.get("number", old_number))
         else:
             with pytest.raises(NotFoundError):
                 self.run(go())
@@ -109,8 +151,65 @@ class RepositoryAgreesWithADict(RuleBasedStateMachine):
             async with self.db.unit_of_work() as uow:
                 await uow.repository(Note).delete(ident)
 
-        self.run(go())
-        del self.model[ident]
+        if ident in self.model:
+            self.run(go())
+            del self.model[ident]
+        else:
+            with pytest.raises(NotFoundError):
+                self.run(go())
+
+    @rule(below=NUMBERS)
+    def delete_many(self, below: int) -> None:
+        async def go() -> int:
+            assert self.db is not None
+            async with self.db.unit_of_work() as uow:
+                return await uow.repository(Note).delete_many(Note.number < below)
+
+        doomed = [i for i, (_, number) in self.model.items() if number < below]
+        assert self.run(go()) == len(doomed)
+        for ident in doomed:
+            del self.model[ident]
+
+    @rule(at_least=NUMBERS)
+    def count(self, at_least: int) -> None:
+        async def go() -> int:
+            assert self.db is not None
+            async with self.db.session() as session:
+                return await Repository(session, Note).count(Note.number >= at_least)
+
+        assert self.run(go()) == sum(1 for _, n in self.model.values() if n >= at_least)
+
+    @rule(sort=st.sampled_from(SORTS_BY_NUMBER), offset=st.integers(0, 12), limit=st.integers(1, 5))
+    def page(self, sort: str, offset: int, limit: int) -> None:
+        async def go() -> tuple[list[int], int | None]:
+            assert self.db is not None
+            async with self.db.session() as session:
+                page = await Repository(session, Note).page(
+                    order_by=sort, offset=offset, limit=limit, count=True
+                )
+            return [n.id for n in page.items if n.id is not None], page.total
+
+        ids, total = self.run(go())
+        assert ids == self.expected_order(sort)[offset : offset + limit]
+        assert total == len(self.model)
+
+    @rule(sort=st.sampled_from(SORTS_BY_NUMBER), limit=st.integers(1, 4))
+    def keyset_walk(self, sort: str, limit: int) -> None:
+        async def go() -> list[int]:
+            assert self.db is not None
+            walked: list[int] = []
+            cursor = None
+            async with self.db.session() as session:
+                notes = Repository(session, Note)
+                for _ in range(len(self.model) + 1):
+                    page = await notes.keyset(order_by=sort, after=cursor, limit=limit)
+                    walked.extend(n.id for n in page.items if n.id is not None)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+            return walked
+
+        assert self.run(go()) == self.expected_order(sort)
 
     @invariant()
     def same_contents(self) -> None:
@@ -130,20 +229,22 @@ class RepositoryAgreesWithADict(RuleBasedStateMachine):
             db = self.db
 
             async def close() -> None:
-                async with db.unit_of_work() as uow:
-                    for note in await uow.repository(Note).list():
-                        await uow.repository(Note).delete(note)
+                await self._clear()
                 await db.dispose()
 
             self.run(close())
         self.loop.close()
 
 
+STATEFUL_EXAMPLES = int(os.environ.get("HEROREPO_STATEFUL_EXAMPLES", "200"))
+
+
 def test_repository_behaves_like_a_dict(backend: str, db: Database) -> None:
     # `db` makes sure the tables exist; the machine opens its own engine on its own loop.
     machine = type(f"Machine_{backend}", (RepositoryAgreesWithADict,), {"backend_name": backend})
     run_state_machine_as_test(
-        machine, settings=settings(max_examples=8, stateful_step_count=12, deadline=None)
+        machine,
+        settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=15, deadline=None),
     )
 
 

@@ -1,8 +1,9 @@
 """Figures of the fault suite, for docs/reliability.md.
 
 Tests add what they did to the ``figures`` fixture (per backend). With
-HEROREPO_RELIABILITY_REPORT=path set, the totals are written there as JSON at the end of the run:
-``HEROREPO_RELIABILITY_REPORT=figures.json pytest tests/reliability``.
+HEROREPO_RELIABILITY_REPORT=path set, the totals are written there at the end of the run: a
+Markdown table when the path ends in ``.md``, JSON otherwise.
+``HEROREPO_RELIABILITY_REPORT=figures.md pytest tests/reliability``
 """
 
 from __future__ import annotations
@@ -39,4 +40,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = os.environ.get("HEROREPO_RELIABILITY_REPORT")
     if path and _FIGURES:
         with open(path, "w", encoding="utf-8") as out:
-            json.dump({k: dict(v) for k, v in sorted(_FIGURES.items())}, out, indent=2)
+            if path.endswith(".md"):
+                out.write(markdown_table(_FIGURES))
+            else:
+                json.dump({k: dict(v) for k, v in sorted(_FIGURES.items())}, out, indent=2)
+
+
+def markdown_table(figures: dict[str, Counter[str]]) -> str:
+    backends = [b for b in ("sqlite", "postgres", "mysql") if b in figures]
+    names = sorted({name for counter in figures.values() for name in counter})
+    lines = [
+        "| | " + " | ".join(backends) + " |",
+        "|---|" + "---:|" * len(backends),
+    ]
+    for name in names:
+        cells = [str(figures[b][name]) if name in figures[b] else "" for b in backends]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -227,13 +227,8 @@ async def test_cancelling_a_slow_query_leaks_nothing(db: Database, figures: Figu
 
 
 async def test_cancelling_at_random_points_is_all_or_nothing(
-    server_db: Database, figures: Figures
+    db: Database, figures: Figures
 ) -> None:
-    # On SQLite this scenario still hangs now and then (a cancelled aiosqlite statement whose
-    # worker thread keeps the write lock; see the closing note of the reliability work), so it
-    # runs on the two servers only until that is fixed. SQLite's cancellation is covered by
-    # test_cancelling_a_slow_query_leaks_nothing.
-    db = server_db
     rng = random.Random(1234)
     reached_commit: set[str] = set()
 
@@ -246,7 +241,7 @@ async def test_cancelling_at_random_points_is_all_or_nothing(
             reached_commit.add(f"T{i}")
 
     cancelled = 0
-    for i in range(150):
+    for i in range(300):
         task = asyncio.create_task(transfer(i))
         await asyncio.sleep(rng.uniform(0, 0.004))
         if task.cancel():
