@@ -832,22 +832,25 @@ class Repository(Generic[ModelT]):
             dialect = getattr(self.session.bind, "dialect", None)
             if not self._info.direct_update or not getattr(dialect, "update_returning", False):
                 return False
-        key = self._info.mapper.identity_key_from_primary_key(self._key_values(target))
+        values = self._key_values(target)
+        if values is None:
+            return False
+        key = self._info.mapper.identity_key_from_primary_key(values)
         return key not in self.session.sync_session.identity_map
 
-    def _key_values(self, ident: Any) -> tuple[Any, ...]:
-        values: tuple[Any, ...] = (ident,)
-        if len(self._info.primary_key) > 1 and isinstance(ident, (tuple, builtins.list)):
+    def _key_values(self, ident: Any) -> tuple[Any, ...] | None:
+        """The primary key values in ``ident``, or ``None`` for a form left to ``session.get``."""
+        if isinstance(ident, (tuple, builtins.list)):
             values = tuple(cast("Sequence[Any]", ident))
-        if len(values) != len(self._info.primary_key):
-            raise InvalidDataError(
-                f"{self._info.name} has a primary key of {len(self._info.primary_key)} columns "
-                f"({', '.join(self._info.pk_names)}); got {ident!r}."
-            )
-        return values
+        elif isinstance(ident, (Mapping, BaseModel)):
+            return None  # {"id": 3}, or an object of another model: session.get decides
+        else:
+            values = (ident,)
+        return values if len(values) == len(self._info.primary_key) else None
 
     def _key_clauses(self, ident: Any) -> builtins.list[ColumnElement[bool]]:
         values = self._key_values(ident)
+        assert values is not None  # _direct() checked it
         return [
             column == value for column, value in zip(self._info.primary_key, values, strict=True)
         ]

@@ -226,6 +226,8 @@ async def test_delete_by_key_is_one_statement_when_the_orm_has_nothing_to_do(
         assert queries.count == 1, queries  # DELETE ... WHERE id = ?, no SELECT first
         with pytest.raises(NotFoundError, match=f"Note with id={gone.id} does not exist"):
             await notes.delete(gone.id)
+        with pytest.raises(NotFoundError):  # a key as a tuple, as session.get takes it
+            await notes.delete((gone.id,))
         with count_queries(write_db) as queries:
             await notes.delete(kept.id)  # in the session: deleted through it, which forgets it
         assert queries.count == 1, queries
@@ -263,11 +265,13 @@ async def test_update_by_key_is_one_update_returning_the_row(write_db: Database)
         assert queries.count == 1, queries
         with pytest.raises(NotFoundError, match="Note with id=123456 does not exist"):
             await notes.update(123456, {"body": "x"})
+        uow.session.expunge(changed)
+        assert (await notes.update((ident,), {"number": 3})).number == 3
         with pytest.raises(InvalidDataError, match=r"allow=\{'id'\}"):
             await notes.update(ident, {"id": 7})
     async with write_db.session() as session:
         stored = await Repository(session, Note).get_one(ident)
-    assert (stored.body, stored.number) == ("newer", 2)
+    assert (stored.body, stored.number) == ("newer", 3)
 
 
 async def test_deleting_twice_is_not_found(write_db: Database) -> None:
