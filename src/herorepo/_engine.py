@@ -12,11 +12,24 @@ pool_recycle       off          off          1800 s       MySQL drops idle conne
                                                           ``wait_timeout`` (28800 s by default)
 pool_pre_ping      off          on           on           a server restart or a dropped connection
                                                           costs one retry, not a failed request
+pool_ping_idle     n/a          10 s         10 s         a checkout pings only a connection idle
+                                                          for longer; see below
 =================  ===========  ===========  ===========  =========================================
+
+herorepo's pre-ping replaces SQLAlchemy's ``pool_pre_ping``, which costs a round trip on every
+checkout (three on asyncpg: BEGIN, a ping, ROLLBACK), as much as the query itself. At checkout
+it first looks at the driver's socket, for free: a connection the server closed (a restart, a
+killed session, ``wait_timeout``) has seen its end of stream and is replaced without a round trip.
+Only a connection idle for longer than ``pool_ping_idle`` seconds is also pinged, which catches
+connections dropped silently (a firewall or NAT forgetting them). ``pool_ping_idle=0`` pings on
+every checkout, as SQLAlchemy does.
 
 SQLite connections also get ``PRAGMA foreign_keys=ON``, a busy timeout, and (for files)
 ``journal_mode=WAL``. herorepo issues ``BEGIN`` itself, SQLAlchemy's documented fix that makes
-SAVEPOINT work on pysqlite/aiosqlite. ``sqlite+aiosqlite:///:memory:`` uses one shared connection
+SAVEPOINT work on pysqlite/aiosqlite: a unit of work sends ``BEGIN IMMEDIATE`` (``BEGIN`` when
+read-only) as it starts; other transactions send ``BEGIN`` before their first statement that is
+not a SELECT, so reads on a plain session cost no extra statement (as with the sqlite3 module's
+own transaction handling). ``sqlite+aiosqlite:///:memory:`` uses one shared connection
 (a :class:`~sqlalchemy.pool.StaticPool`), so every session of an engine sees the same tables; the
 pool settings do not apply there. MySQL connections use ``charset=utf8mb4`` unless the URL names
 another charset.
@@ -26,12 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool, StaticPool
@@ -52,7 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["EngineConfig", "create_engine", "create_sessionmaker"]
 
 SQLITE_BEGIN_OPTION = "herorepo_sqlite_begin"
-"""Execution option a unit of work sets to "immediate" so SQLite takes the write lock at BEGIN."""
+"""Execution option a unit of work sets so SQLite begins at once: "immediate" takes the write
+lock at BEGIN, "deferred" sends a plain BEGIN. Without it, BEGIN waits for the first write."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +79,10 @@ class EngineConfig:
         max_overflow: Extra connections allowed above ``pool_size`` under load.
         pool_timeout: Seconds to wait for a free connection before giving up.
         pool_recycle: Seconds after which a connection is replaced; ``-1`` never.
-        pool_pre_ping: Test each connection with a cheap round trip when it is checked out.
+        pool_pre_ping: Check each connection when it is checked out, and replace it if the
+            server has closed it.
+        pool_ping_idle: Seconds a pooled connection may sit idle before a checkout also pings
+            it with a round trip; ``0`` pings on every checkout.
         echo: Log every SQL statement (through the ``sqlalchemy.engine`` logger).
         sqlite_busy_timeout: Seconds a SQLite writer waits for a lock before failing.
         pgbouncer: PostgreSQL behind PgBouncer in transaction pooling mode: no client-side pool
@@ -83,6 +101,7 @@ class EngineConfig:
     pool_timeout: float | None = None
     pool_recycle: int | None = None
     pool_pre_ping: bool | None = None
+    pool_ping_idle: float = 10.0
     echo: bool = False
     sqlite_busy_timeout: float = 5.0
     pgbouncer: bool = False
@@ -93,6 +112,7 @@ class EngineConfig:
         _check_int("pool_recycle", self.pool_recycle, minimum=-1)
         _check_seconds("pool_timeout", self.pool_timeout)
         _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
+        _check_seconds("pool_ping_idle", self.pool_ping_idle, zero=True)
         for name in ("pool_pre_ping", "echo", "pgbouncer"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -183,16 +203,19 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
 
 
-def _check_seconds(name: str, value: object) -> None:
+def _check_seconds(name: str, value: object, *, zero: bool = False) -> None:
     if value is None:
         return
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value <= 0
+        or value < 0
+        or (value == 0 and not zero)
     ):
-        raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}.")
+        raise ConfigurationError(
+            f"{name} must be a number of seconds {'>=' if zero else '>'} 0, got {value!r}."
+        )
 
 
 def create_engine(
@@ -238,6 +261,8 @@ def create_engine(
     else:
         options.update(config.resolved(backend))
         options["poolclass"] = HeroRepoPool
+    # SQLAlchemy's pre-ping pings on every checkout; herorepo's (below) only when needed.
+    pre_ping = options.pop("pool_pre_ping", False)
     if backend == "mysql" and "charset" not in resolved.query:
         resolved = resolved.update_query_dict({"charset": "utf8mb4"})
 
@@ -252,11 +277,64 @@ def create_engine(
         ) from None
     event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
+    if pre_ping:
+        _install_pre_ping(engine, config.pool_ping_idle)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     if backend == "mysql":
         event.listen(engine.sync_engine, "connect", _make_mysql_strict)
     return engine
+
+
+_IDLE_SINCE = "herorepo_idle_since"
+"""Key in a pooled connection's ``info``: when it was last checked in (unset while fresh)."""
+
+
+def _install_pre_ping(engine: AsyncEngine, ping_idle: float) -> None:
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def mark_idle(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def check(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if _closed_by_server(dbapi_connection):
+            # Raising DisconnectionError makes the pool replace this connection and try again.
+            raise DisconnectionError("The server closed this pooled connection.")
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or (ping_idle and time.monotonic() - since < ping_idle):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # As SQLAlchemy's pre-ping: a dead connection hints the server restarted, so
+                # every connection pooled before now is replaced when next checked out.
+                raise InvalidatePoolError(f"Pre-ping failed: {exc}") from exc
+            raise
+
+    event.listen(pool, "checkin", mark_idle)
+    event.listen(pool, "checkout", check)
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """Whether the driver has seen the server close this connection, asking nothing of it.
+
+    asyncpg marks a connection closed once its socket has reported the end of stream; aiomysql
+    does not, but its stream reader has then reached the end, or holds bytes no query asked for
+    (the server's farewell error packet).
+    """
+    driver: Any = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    if callable(is_closed):
+        return bool(is_closed())
+    if not hasattr(driver, "_reader"):
+        return False
+    reader: Any = driver._reader
+    if reader is None:
+        return True  # closed on this side
+    buffered = getattr(reader, "_buffer", b"")
+    return bool(reader.at_eof() or reader.exception() is not None or buffered)
 
 
 def _make_mysql_strict(dbapi_connection: Any, _record: Any) -> None:
@@ -287,11 +365,31 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
         cursor.close()
 
     def on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get(SQLITE_BEGIN_OPTION) == "immediate"
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+        if mode == "immediate":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif mode == "deferred":
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.herorepo_begin_pending = True
+
+    def before_cursor_execute(connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        # A transaction without a mode begins at its first statement that is not a SELECT:
+        # before a write, a SAVEPOINT (which outside BEGIN would start a transaction its
+        # RELEASE commits) or DDL. Reads before it run outside the transaction, as on a plain
+        # sqlite3 connection; a session that only reads never sends BEGIN.
+        if not getattr(connection, "herorepo_begin_pending", False):
+            return
+        head = statement.lstrip()[:6].upper()
+        if head == "SELECT":
+            return
+        connection.herorepo_begin_pending = False
+        if not head.startswith("BEGIN"):
+            cursor.execute("BEGIN")
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+    event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true, tuple_
 from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
@@ -25,6 +26,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ._bulk import (
+    bulk_insertable,
+    deletes_directly,
+    has_integer_autoincrement_key,
+    insert_groups,
+    rows_validator,
+    updates_directly,
+)
 from ._errors import (
     ConcurrentUpdateError,
     ConfigurationError,
@@ -95,6 +104,17 @@ class _ModelInfo:
         )
         self._adapters: dict[str, TypeAdapter[Any]] = {}
         self._model = model
+        self.rowid_key = has_integer_autoincrement_key(self.primary_key)
+        self.bulk_insertable = bulk_insertable(mapper)
+        self.direct_delete = deletes_directly(mapper)
+        self.direct_update = updates_directly(mapper)
+        self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
+        self._codecs: dict[tuple[tuple[SortKey, ...], bytes | None], CursorCodec] = {}
+
+    def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
+        if self._rows_validator is False:
+            self._rows_validator = rows_validator(self._model)
+        return cast("TypeAdapter[builtins.list[BaseModel]] | None", self._rows_validator)
 
     def adapter(self, field: str) -> TypeAdapter[Any]:
         adapter = self._adapters.get(field)
@@ -103,6 +123,16 @@ class _ModelInfo:
             adapter = TypeAdapter(info.rebuild_annotation())
             self._adapters[field] = adapter
         return adapter
+
+    def codec(self, keys: tuple[SortKey, ...], secret: bytes | None) -> CursorCodec:
+        """The cursor codec of a sort order, kept for the few orders a model is read in."""
+        codec = self._codecs.get((keys, secret))
+        if codec is None:
+            adapters = [self.adapter(k.key) for k in keys]
+            codec = CursorCodec(self.name, keys, adapters, secret)
+            if len(self._codecs) < 256:  # sort orders can come from requests: stay bounded
+                self._codecs[keys, secret] = codec
+        return codec
 
     def describe_ident(self, ident: Any) -> str:
         if len(self.pk_names) == 1:
@@ -338,17 +368,30 @@ class Repository(Generic[ModelT]):
         *,
         allow: Collection[str] = (),
     ) -> builtins.list[ModelT]:
-        """Insert many rows in one flush and return them, keys and server defaults loaded.
+        """Insert many rows and return them, keys and server defaults loaded, in input order.
 
-        On PostgreSQL, MariaDB and SQLite the INSERTs are batched with RETURNING.
+        Mappings and schemas (the usual input from an API) take a fast path where the backend
+        has ``INSERT ... RETURNING`` (PostgreSQL, SQLite, MariaDB): the list is validated in one
+        pass, as ``model_validate`` would, and inserted with one statement per group of rows
+        that set the same columns (split below the drivers' parameter limits), which loads
+        the objects into the session. Model instances (which are the objects inserted), models
+        with validators of their own and MySQL without RETURNING go through one flush instead.
 
         Raises:
             InvalidDataError: an item has an unknown field or an invalid value.
             ConflictError: the database refused a row (none of the batch is kept).
         """
-        instances = [self._to_instance(item, allow) for item in items]
-        if not instances:
+        items = builtins.list(items)
+        if not items:
             return []
+        rows = self._validated_rows(items, allow)
+        if rows is not None:
+            sort = self._bulk_insert_order(rows)
+            if sort is not None:
+                self._check_writable()
+                async with self._guard():
+                    return await self._bulk_insert(rows, sort)
+        instances = [self._to_instance(item, allow) for item in items]
         self._check_writable()
         async with self._guard():
             self.session.add_all(instances)
@@ -369,6 +412,11 @@ class Repository(Generic[ModelT]):
         (``model_dump(exclude_unset=True)``); a mapping contributes all its keys. Values are
         validated against the model's field types first.
 
+        Given a key of an object not in the session, on a backend with ``UPDATE ... RETURNING``
+        (PostgreSQL, SQLite, MariaDB) and a model without a version column or update events,
+        this is one ``UPDATE ... RETURNING`` that loads the updated row. Otherwise the row is
+        read first and changed through the session.
+
         Args:
             target: The object, or its primary key.
             data: A schema such as ``HeroUpdate``, or a mapping of field values. It may not set
@@ -383,6 +431,23 @@ class Repository(Generic[ModelT]):
             ConflictError: the database refused the change.
         """
         values = self._update_values(data, allow)
+        if values and self._direct(target, "update_returning"):
+            statement = (
+                sa_update(self.model)
+                .where(*self._key_clauses(target))
+                .values(values)
+                .returning(self.model)
+            )
+            self._check_writable()
+            self._value_checks().check(values)
+            async with self._guard():
+                result = await _execute(
+                    self.session, statement, execution_options={"synchronize_session": False}
+                )
+                found = result.scalars().one_or_none()
+            if found is None:
+                raise self._not_found(target)
+            return found
         instance = await self._instance(target)
         self._check_writable()
         self._value_checks().check(values)
@@ -395,10 +460,26 @@ class Repository(Generic[ModelT]):
     async def delete(self, target: ModelT | Any) -> None:
         """Delete one row, given the object or its primary key.
 
+        Given a key of an object not in the session, this is one ``DELETE ... WHERE`` on the
+        key, when the model lets the database do all of it: no version column, no
+        relationship whose ORM cascade acts on delete (only many-to-one ones without a
+        ``delete`` cascade), no delete events. Otherwise the row is read first and deleted
+        through the session (a SELECT, then the DELETE).
+
         Raises:
             NotFoundError: ``target`` is a key with no row.
             ForeignKeyViolationError: other rows still reference it.
         """
+        if self._direct(target, "delete"):
+            statement = sa_delete(self.model).where(*self._key_clauses(target))
+            self._check_writable()
+            async with self._guard():
+                result = await _execute(
+                    self.session, statement, execution_options={"synchronize_session": False}
+                )
+            if _rowcount(result) == 0:
+                raise self._not_found(target)
+            return
         instance = await self._instance(target)
         self._check_writable()
         async with self._guard():
@@ -651,12 +732,7 @@ class Repository(Generic[ModelT]):
             del batch
 
     def _codec(self, keys: Sequence[SortKey]) -> CursorCodec:
-        return CursorCodec(
-            self._info.name,
-            keys,
-            [self._info.adapter(k.key) for k in keys],
-            self.cursor_secret,
-        )
+        return self._info.codec(tuple(keys), self.cursor_secret)
 
     def _check_limit(self, limit: object) -> None:
         if not _is_whole(limit, 1) or limit > self.max_page_size:
@@ -740,6 +816,45 @@ class Repository(Generic[ModelT]):
             ident=ident,
         )
 
+    def _direct(self, target: object, write: str) -> bool:
+        """Whether ``target`` can be written with one statement on its key, bypassing the ORM.
+
+        It must be a key (not an object), its object must not be in the session (whose state
+        would go stale), and the model must leave the ORM nothing to do for ``write``
+        ("delete", or "update_returning", which also needs UPDATE ... RETURNING).
+        """
+        if isinstance(target, self.model):
+            return False
+        if write == "delete":
+            if not self._info.direct_delete:
+                return False
+        else:
+            dialect = getattr(self.session.bind, "dialect", None)
+            if not self._info.direct_update or not getattr(dialect, "update_returning", False):
+                return False
+        values = self._key_values(target)
+        if values is None:
+            return False
+        key = self._info.mapper.identity_key_from_primary_key(values)
+        return key not in self.session.sync_session.identity_map
+
+    def _key_values(self, ident: Any) -> tuple[Any, ...] | None:
+        """The primary key values in ``ident``, or ``None`` for a form left to ``session.get``."""
+        if isinstance(ident, (tuple, builtins.list)):
+            values = tuple(cast("Sequence[Any]", ident))
+        elif isinstance(ident, (Mapping, BaseModel)):
+            return None  # {"id": 3}, or an object of another model: session.get decides
+        else:
+            values = (ident,)
+        return values if len(values) == len(self._info.primary_key) else None
+
+    def _key_clauses(self, ident: Any) -> builtins.list[ColumnElement[bool]]:
+        values = self._key_values(ident)
+        assert values is not None  # _direct() checked it
+        return [
+            column == value for column, value in zip(self._info.primary_key, values, strict=True)
+        ]
+
     def _key_of(self, row: ModelT) -> Any:
         identity = inspect(row).identity
         assert identity is not None
@@ -798,6 +913,97 @@ class Repository(Generic[ModelT]):
                     f"Invalid value for {self._info.name}.{key}: {exc.errors()[0]['msg']}."
                 ) from exc
         return values
+
+    def _validated_rows(
+        self, items: Sequence[object], allow: Collection[str]
+    ) -> builtins.list[dict[str, Any]] | None:
+        """The items as validated field values, or ``None`` if they need the flush path."""
+        validator = self._info.rows_validator()
+        if validator is None:
+            return None
+        rows: builtins.list[dict[str, Any]] = []
+        for item in items:
+            if type(item) is dict:
+                rows.append(cast("dict[str, Any]", item))
+            elif isinstance(item, BaseModel) and not hasattr(type(item), "__table__"):
+                rows.append(dict(item))  # a schema: its fields, as model_validate reads them
+            else:
+                return None  # model instances stay the objects inserted: flush them
+        refused = self._info.protected - set(allow)
+        checked: set[frozenset[str]] = set()
+        for row in rows:
+            keys = frozenset(row)
+            if keys not in checked:
+                self._check_fields(keys)
+                checked.add(keys)
+            if refused & keys:
+                self._check_protected([k for k in refused & keys if row[k] is not None], allow)
+        try:
+            validated = [vars(model) for model in validator.validate_python(rows)]
+        except PydanticValidationError as exc:
+            raise InvalidDataError(_invalid_values(self._info.name, exc, rows=True)) from exc
+        checks = self._value_checks()  # what the flush path checks before its flush
+        for row in validated:
+            checks.check_instance(row)
+        return validated
+
+    def _bulk_insert_order(self, rows: Sequence[Mapping[str, Any]]) -> str | None:
+        """How the bulk INSERT's RETURNING rows are put in input order, or ``None``: flush."""
+        bind = self.session.bind
+        dialect = getattr(bind, "dialect", None)
+        if dialect is None or not dialect.insert_executemany_returning:
+            return None
+        if not self._info.bulk_insertable:
+            return None
+        if dialect.name == "sqlite":
+            # SQLAlchemy orders RETURNING on SQLite only with a sentinel column, and otherwise
+            # sends a statement per row. SQLite hands out ascending rowids in VALUES order, so
+            # sorting by a generated integer key restores the order.
+            key = self._info.pk_names[0]
+            if self._info.rowid_key and all(row[key] is None for row in rows):
+                return "key"
+            return None
+        if dialect.insert_executemany_returning_sort_by_parameter_order:
+            return "parameters"
+        return None
+
+    async def _bulk_insert(
+        self, rows: Sequence[dict[str, Any]], sort: str
+    ) -> builtins.list[ModelT]:
+        statements = insert_groups(rows, self._info.defaulted)
+        returning = sa_insert(self.model).returning(
+            self.model, sort_by_parameter_order=sort == "parameters"
+        )
+        out: builtins.list[Any] = [None] * len(rows)
+        # One statement is atomic by itself; several get a SAVEPOINT so that a refused row
+        # keeps none of them, as a failed flush would.
+        nested = self.session.begin_nested() if len(statements) > 1 else None
+        if nested is not None:
+            await nested.start()
+        try:
+            for positions, values in statements:
+                result = await _execute(
+                    self.session,
+                    returning,
+                    values,
+                    # Nones left in the rows are meant as NULL (see insert_groups).
+                    execution_options={
+                        "insertmanyvalues_page_size": len(values),
+                        "render_nulls": True,
+                    },
+                )
+                objects = builtins.list(result.scalars())
+                if sort == "key":
+                    objects.sort(key=self._key_of)
+                for position, obj in zip(positions, objects, strict=True):
+                    out[position] = obj
+        except BaseException:
+            if nested is not None:
+                await nested.rollback()
+            raise
+        if nested is not None:
+            await nested.commit()
+        return out
 
     def _check_protected(self, keys: Iterable[str], allow: Collection[str]) -> None:
         refused = sorted(set(keys) & self._info.protected - set(allow))
@@ -897,10 +1103,14 @@ def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
     return [true() if w is True else false() if w is False else w for w in where]
 
 
-def _invalid_values(model: str, exc: PydanticValidationError) -> str:
-    problems = [
-        f"{model}.{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
-    ]
+def _invalid_values(model: str, exc: PydanticValidationError, *, rows: bool = False) -> str:
+    problems: list[str] = []
+    for error in exc.errors():
+        location = error["loc"]
+        where = ""
+        if rows:  # a list was validated at once: the location starts with the item's index
+            where, location = f" (item {location[0]})", location[1:]
+        problems.append(f"{model}.{'.'.join(map(str, location))}{where}: {error['msg']}")
     return f"Invalid value for {'; '.join(problems)}."
 
 

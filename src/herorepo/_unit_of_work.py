@@ -234,8 +234,9 @@ def _begin_options(
                 f"database; choose one of: {', '.join(sorted(allowed))}."
             )
         options["isolation_level"] = isolation_level
-    if name == "sqlite" and not read_only:
-        options[SQLITE_BEGIN_OPTION] = "immediate"
+    if name == "sqlite":
+        # A reader still begins at once, so that all its reads see one snapshot.
+        options[SQLITE_BEGIN_OPTION] = "deferred" if read_only else "immediate"
     return options
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from herorepo import Database, EngineConfig, Repository, UniqueViolationError
+from herorepo.testing import count_queries
 
 from ..conftest import CONNECT_ARGS, backend_url, require
 from ..models import Team, metadata
@@ -51,8 +53,94 @@ async def test_context_manager_disposes_the_pool(backend: str) -> None:
     assert db.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
-async def test_server_backends_pre_ping_by_default(db: Database) -> None:
-    assert db.engine.pool._pre_ping is (db.backend != "sqlite")
+async def test_pre_ping_replaces_sqlalchemys_own(db: Database) -> None:
+    assert db.engine.pool._pre_ping is False  # it would ping on every checkout
+    checks = db.engine.pool.dispatch.checkout
+    assert bool(checks) is (db.backend != "sqlite")
+
+
+async def test_checkout_pings_only_a_connection_idle_past_pool_ping_idle(
+    server_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = EngineConfig(pool_size=1, max_overflow=0, pool_ping_idle=0.3)
+    connect_args = CONNECT_ARGS[server_backend]
+    async with Database(backend_url(server_backend), config, connect_args=connect_args) as db:
+        dialect = db.engine.dialect
+        pings: list[object] = []
+        ping = dialect.do_ping
+
+        def counting_ping(dbapi_connection: object) -> bool:
+            pings.append(dbapi_connection)
+            return ping(dbapi_connection)
+
+        monkeypatch.setattr(dialect, "do_ping", counting_ping)
+        for _ in range(3):  # a fresh connection, then one idle for a moment: no round trip
+            async with db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert pings == []
+        await asyncio.sleep(0.4)
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        assert len(pings) == 1
+
+
+async def test_pool_ping_idle_zero_pings_on_every_checkout(
+    server_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = EngineConfig(pool_size=1, max_overflow=0, pool_ping_idle=0)
+    connect_args = CONNECT_ARGS[server_backend]
+    async with Database(backend_url(server_backend), config, connect_args=connect_args) as db:
+        dialect = db.engine.dialect
+        pings: list[object] = []
+        ping = dialect.do_ping
+
+        def counting_ping(dbapi_connection: object) -> bool:
+            pings.append(dbapi_connection)
+            return ping(dbapi_connection)
+
+        monkeypatch.setattr(dialect, "do_ping", counting_ping)
+        for _ in range(4):
+            async with db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert len(pings) == 3  # every checkout but the first, of a fresh connection
+
+
+async def _in_transaction(session: AsyncSession) -> bool:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return bool(raw.driver_connection.in_transaction)  # type: ignore[union-attr]
+
+
+@pytest.mark.sqlite
+async def test_sqlite_session_reads_send_no_begin(sqlite_path: Path) -> None:
+    async with Database(f"sqlite:///{sqlite_path}") as db:
+        await db.create_all(metadata)
+        with count_queries(db) as queries:
+            async with db.session() as session:
+                assert await Repository(session, Team).count() == 0
+                assert not await _in_transaction(session)
+        assert queries.count == 1
+        async with db.unit_of_work(read_only=True) as uow:  # one snapshot for all its reads
+            await uow.repository(Team).count()
+            assert await _in_transaction(uow.session)
+
+
+@pytest.mark.sqlite
+async def test_sqlite_session_begins_before_its_first_write(sqlite_path: Path) -> None:
+    async with Database(f"sqlite:///{sqlite_path}") as db:
+        await db.create_all(metadata)
+        async with db.session() as session:
+            await Repository(session, Team).count()
+            await Repository(session, Team).create({"name": "Undone"})
+            assert await _in_transaction(session)
+            await session.rollback()
+        async with db.session() as session:
+            assert await Repository(session, Team).count() == 0
+            async with session.begin_nested():  # BEGIN first: RELEASE must not commit
+                await Repository(session, Team).create({"name": "Nested"})
+            assert await _in_transaction(session)
+            await session.rollback()
+            assert await Repository(session, Team).count() == 0
 
 
 @pytest.mark.mysql

@@ -8,9 +8,16 @@ from datetime import datetime
 import pytest
 from sqlalchemy import inspect
 
-from herorepo import Database, InvalidDataError, NotFoundError, Repository
+from herorepo import (
+    Database,
+    InvalidDataError,
+    NotFoundError,
+    Repository,
+    UniqueViolationError,
+)
+from herorepo.testing import count_queries
 
-from ..models import Hero, HeroCreate, HeroUpdate, Team
+from ..models import Hero, HeroCreate, HeroUpdate, Note, Team
 from .helpers import hero_rows, seed
 
 pytestmark = pytest.mark.asyncio
@@ -50,6 +57,82 @@ async def test_add_many_returns_every_row_loaded(write_db: Database) -> None:
     assert len({h.id for h in heroes}) == 25
     assert all(h.status == "active" and h.created_at is not None for h in heroes)
     assert [r["id"] for r in await hero_rows(write_db)] == [h.id for h in heroes]
+
+
+def returning(db: Database) -> bool:
+    return bool(db.engine.dialect.insert_executemany_returning)
+
+
+async def test_add_many_sends_one_insert_per_run_of_rows_setting_the_same_columns(
+    write_db: Database,
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"name": f"Hero {i}", "secret_name": "s", "age": None if i % 2 else i} for i in range(6)
+    ]
+    rows.insert(3, {"name": "Banned", "secret_name": "s", "status": "banned"})
+    async with write_db.unit_of_work() as uow:
+        with count_queries(write_db) as queries:
+            heroes = await uow.repository(Hero).add_many(rows)
+    # age has no default, so None is sent as NULL; status has one, so setting it starts a run.
+    # Without RETURNING (MySQL 8) a flush inserts row by row and reads the defaults back.
+    assert queries.count == (3 if returning(write_db) else 2 * len(rows)), queries
+    assert [h.name for h in heroes] == [r["name"] for r in rows]
+    assert [h.status for h in heroes] == ["active"] * 3 + ["banned"] + ["active"] * 3
+    ids = [h.id for h in heroes]
+    assert ids == sorted(ids)  # keys follow the input order, as with a flush
+    assert [r["id"] for r in await hero_rows(write_db)] == ids
+    assert all(isinstance(h.created_at, datetime) for h in heroes)
+
+
+async def test_add_many_of_schemas_and_of_instances(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        with count_queries(write_db) as queries:
+            schemas = await heroes.add_many(
+                [HeroCreate(name=f"Schema {i}", secret_name="s", age=i) for i in range(3)]
+            )
+        assert queries.count == (1 if returning(write_db) else 6), queries
+        built = [Hero(name="Built", secret_name="s")]
+        instances = await heroes.add_many(built)
+        assert instances[0] is built[0]  # the objects given are the ones inserted
+    assert [h.age for h in schemas] == [0, 1, 2]
+    assert all(h.status == "active" for h in [*schemas, *instances])
+    assert [r["name"] for r in await hero_rows(write_db)] == [
+        "Schema 0",
+        "Schema 1",
+        "Schema 2",
+        "Built",
+    ]
+
+
+async def test_add_many_validates_and_protects_every_row(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        good = {"name": "Fine", "secret_name": "s"}
+        with pytest.raises(InvalidDataError, match=r"Invalid value for Hero\.age \(item 1\): "):
+            await heroes.add_many([good, {"name": "X", "secret_name": "Y", "age": "old"}])
+        with pytest.raises(InvalidDataError, match=r"Hero\.age"):  # checked for the backend too
+            await heroes.add_many([good, {**good, "age": 2**70}])
+        with pytest.raises(InvalidDataError, match="Hero has no field 'power'"):
+            await heroes.add_many([good, {**good, "power": "flight"}])
+        with pytest.raises(InvalidDataError, match=r"allow=\{'id'\}"):
+            await heroes.add_many([good, {**good, "id": 5}])
+        with pytest.raises(InvalidDataError, match=r"max_length|at most 100"):
+            await heroes.add_many([{"name": "n" * 101, "secret_name": "s"}])
+        coerced = await heroes.add_many([{"name": "Seven", "secret_name": "s", "age": "7"}])
+        assert coerced[0].age == 7
+        chosen = await heroes.add_many([{**good, "id": 1000}], allow={"id"})
+        assert chosen[0].id == 1000
+    assert sorted(r["name"] for r in await hero_rows(write_db)) == ["Fine", "Seven"]
+
+
+async def test_add_many_refused_row_keeps_none_of_the_batch(write_db: Database) -> None:
+    rows = [{"name": f"Team {i}"} for i in range(3)] + [{"name": "Team 0", "headquarters": "x"}]
+    async with write_db.unit_of_work() as uow:
+        with pytest.raises(UniqueViolationError):
+            async with uow.savepoint():
+                await uow.repository(Team).add_many(rows)
+        assert await uow.repository(Team).count() == 0
 
 
 async def test_create_refuses_unknown_fields_and_invalid_values(write_db: Database) -> None:
@@ -127,6 +210,68 @@ async def test_delete_by_id_and_by_instance(write_db: Database) -> None:
         await heroes.delete(ids["Deadpond"])
         await heroes.delete(await heroes.get_one(ids["Spider-Boy"]))
     assert [r["name"] for r in await hero_rows(write_db)] == ["Rusty-Man"]
+
+
+async def test_delete_by_key_is_one_statement_when_the_orm_has_nothing_to_do(
+    write_db: Database,
+) -> None:
+    async with write_db.unit_of_work() as uow:
+        notes = uow.repository(Note)
+        kept, gone = await notes.add_many(
+            [{"body": "kept", "number": 1}, {"body": "gone", "number": 2}]
+        )
+        uow.session.expunge(gone)
+        with count_queries(write_db) as queries:
+            await notes.delete(gone.id)
+        assert queries.count == 1, queries  # DELETE ... WHERE id = ?, no SELECT first
+        with pytest.raises(NotFoundError, match=f"Note with id={gone.id} does not exist"):
+            await notes.delete(gone.id)
+        with pytest.raises(NotFoundError):  # a key as a tuple, as session.get takes it
+            await notes.delete((gone.id,))
+        with count_queries(write_db) as queries:
+            await notes.delete(kept.id)  # in the session: deleted through it, which forgets it
+        assert queries.count == 1, queries
+        assert inspect(kept).deleted
+        assert await notes.get(kept.id) is None
+    async with write_db.session() as session:
+        assert await Repository(session, Note).count() == 0
+
+
+async def test_delete_by_key_reads_first_when_the_orm_must_act(write_db: Database) -> None:
+    ids = await seed(write_db)
+    async with write_db.unit_of_work() as uow:
+        with count_queries(write_db) as queries:
+            await uow.repository(Hero).delete(ids["Deadpond"])  # Hero.powers: one-to-many
+        assert queries.count == 3, queries  # the hero, its powers (to unlink), the DELETE
+    assert "Deadpond" not in [r["name"] for r in await hero_rows(write_db)]
+
+
+async def test_update_by_key_is_one_update_returning_the_row(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        notes = uow.repository(Note)
+        (note,) = await notes.add_many([{"body": "old", "number": 1}])
+        ident = note.id
+        uow.session.expunge(note)
+        with count_queries(write_db) as queries:
+            changed = await notes.update(ident, {"body": "new", "number": "2"})
+        returning = write_db.engine.dialect.update_returning
+        assert queries.count == (1 if returning else 2), queries
+        assert (changed.id, changed.body, changed.number) == (ident, "new", 2)
+        assert await notes.get(ident) is changed  # in the session now, no SQL
+        with count_queries(write_db) as queries:  # in the session: changed through it
+            again = await notes.update(ident, {"body": "newer"})
+        assert again is changed
+        assert changed.body == "newer"
+        assert queries.count == 1, queries
+        with pytest.raises(NotFoundError, match="Note with id=123456 does not exist"):
+            await notes.update(123456, {"body": "x"})
+        uow.session.expunge(changed)
+        assert (await notes.update((ident,), {"number": 3})).number == 3
+        with pytest.raises(InvalidDataError, match=r"allow=\{'id'\}"):
+            await notes.update(ident, {"id": 7})
+    async with write_db.session() as session:
+        stored = await Repository(session, Note).get_one(ident)
+    assert (stored.body, stored.number) == ("newer", 3)
 
 
 async def test_deleting_twice_is_not_found(write_db: Database) -> None:

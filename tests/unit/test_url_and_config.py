@@ -129,6 +129,8 @@ def test_from_env_without_the_variable_says_what_to_set(monkeypatch: pytest.Monk
         ("pool_timeout", float("nan")),
         ("pool_pre_ping", "yes"),
         ("sqlite_busy_timeout", -1.0),
+        ("pool_ping_idle", -1),
+        ("pool_ping_idle", float("inf")),
     ],
 )
 def test_engine_config_rejects_bad_values(field: str, value: object) -> None:
@@ -159,7 +161,8 @@ def test_engine_gets_the_pool_settings() -> None:
     assert pool.size() == 3  # type: ignore[attr-defined]
     assert pool._max_overflow == 1  # type: ignore[attr-defined]
     assert pool._timeout == 2  # type: ignore[attr-defined]
-    assert pool._pre_ping is True
+    assert pool._pre_ping is False  # herorepo checks connections itself (see _engine)
+    assert pool.dispatch.checkout
     mysql = Database("mysql://root@h/d")
     assert mysql.engine.pool._recycle == 1800
     assert mysql.engine.url.query["charset"] == "utf8mb4"
