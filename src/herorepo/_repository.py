@@ -784,7 +784,9 @@ class Repository(Generic[ModelT]):
                 "Sequence[Any]",
                 order_by if isinstance(order_by, (builtins.list, tuple)) else [order_by],
             )
-            tail = self._info.primary_key if tiebreak else ()
+            # Leave out key columns the caller already sorts by (``Hero.id`` or ``Hero.id.desc()``).
+            named = {getattr(getattr(item, "element", item), "key", None) for item in given}
+            tail = [c for c in self._info.primary_key if c.key not in named] if tiebreak else []
             statement = statement.order_by(*given, *tail)
         if offset:
             statement = statement.offset(offset)
@@ -864,9 +866,24 @@ class Repository(Generic[ModelT]):
         return tuple(key) if len(self._info.primary_key) > 1 else key
 
     async def _instance(self, target: ModelT | Any) -> ModelT:
-        if isinstance(target, self.model):
+        if not isinstance(target, self.model):
+            return await self.get_one(target)
+        state = inspect(target)
+        if state.session is self.session.sync_session:
             return target
-        return await self.get_one(target)
+        if state.key is None:
+            raise InvalidDataError(
+                f"This {self._info.name} is not stored yet, so it cannot be updated or deleted: "
+                "create() it first, or pass the primary key of a stored row."
+            )
+        # An object from an earlier unit of work: changing it would change nothing here (it is
+        # not in this session). Work on this session's copy of the row instead, and with a
+        # version column, refuse if the row changed since the object was read.
+        current = await self.get_one(self._key_of(target))
+        version = self._info.version
+        if version is not None and getattr(current, version) != getattr(target, version):
+            raise ConcurrentUpdateError()
+        return current
 
     def _to_instance(
         self, data: ModelT | BaseModel | Mapping[str, Any], allow: Collection[str]

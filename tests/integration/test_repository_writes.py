@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import inspect
 
 from herorepo import (
+    ConcurrentUpdateError,
     Database,
     InvalidDataError,
     NotFoundError,
@@ -17,7 +18,7 @@ from herorepo import (
 )
 from herorepo.testing import count_queries
 
-from ..models import Hero, HeroCreate, HeroUpdate, Note, Team
+from ..models import Account, Hero, HeroCreate, HeroUpdate, Note, Team
 from .helpers import hero_rows, seed
 
 pytestmark = pytest.mark.asyncio
@@ -300,3 +301,37 @@ async def test_team_update_and_delete_with_relationship_not_loaded(write_db: Dat
         await uow.repository(Team).delete(team)
     async with write_db.session() as session:
         assert await Repository(session, Team).count() == 0
+
+
+async def test_an_object_from_an_earlier_unit_of_work_is_updated_and_deleted(
+    write_db: Database,
+) -> None:
+    async with write_db.unit_of_work() as uow:
+        hero = await uow.repository(Hero).create({"name": "Old", "secret_name": "S"})
+    async with write_db.unit_of_work() as uow:
+        updated = await uow.repository(Hero).update(hero, {"name": "New"})
+    assert updated.name == "New"
+    assert [r["name"] for r in await hero_rows(write_db)] == ["New"]
+    async with write_db.unit_of_work() as uow:
+        await uow.repository(Hero).delete(hero)
+    assert await hero_rows(write_db) == []
+
+
+async def test_a_stale_object_from_an_earlier_unit_of_work_is_a_concurrent_update(
+    write_db: Database,
+) -> None:
+    async with write_db.unit_of_work() as uow:
+        account = await uow.repository(Account).create({"owner": "ann", "balance": 10})
+    async with write_db.unit_of_work() as uow:  # someone else changes the row meanwhile
+        await uow.repository(Account).update(account.id, {"balance": 20})
+    with pytest.raises(ConcurrentUpdateError):
+        async with write_db.unit_of_work() as uow:
+            await uow.repository(Account).update(account, {"balance": 0})
+    async with write_db.session() as session:
+        assert (await Repository(session, Account).get_one(account.id)).balance == 20
+
+
+async def test_an_object_never_stored_cannot_be_updated(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        with pytest.raises(InvalidDataError, match="is not stored yet"):
+            await uow.repository(Hero).update(Hero(name="X", secret_name="Y"), {"name": "Z"})
