@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,6 +108,10 @@ class Database:
             )
         # A replica that does not answer must not hold a read up for asyncpg's 60 s default.
         replica_args = {"timeout": replicas.timeout, **(connect_args or {})}
+        # Replicas are what gets restarted, promoted or cut off: ping their connections at every
+        # checkout, so that a dead one is found there and the read moves to another server,
+        # rather than after the unit of work has started.
+        replica_config = replace(self.config, pool_ping_idle=0)
         engines: list[Replica] = []
         for url in replicas.urls:
             resolved, backend = resolve_url(url)
@@ -116,7 +120,7 @@ class Database:
                     f"The replica {redact(resolved)!r} is not a PostgreSQL URL; replicas must be "
                     "of the primary's kind."
                 )
-            engine = create_engine(resolved, self.config, connect_args=replica_args)
+            engine = create_engine(resolved, replica_config, connect_args=replica_args)
             engines.append(Replica(engine, create_sessionmaker(engine)))
         return Router(self.sessionmaker, self.engine, engines, replicas)
 
