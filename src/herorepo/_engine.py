@@ -29,10 +29,10 @@ SQLite connections also get ``PRAGMA foreign_keys=ON``, a busy timeout, and (for
 SAVEPOINT work on pysqlite/aiosqlite: a unit of work sends ``BEGIN IMMEDIATE`` (``BEGIN`` when
 read-only) as it starts; other transactions send ``BEGIN`` before their first statement that is
 not a SELECT, so reads on a plain session cost no extra statement (as with the sqlite3 module's
-own transaction handling). ``sqlite+aiosqlite:///:memory:`` uses one shared connection
-(a :class:`~sqlalchemy.pool.StaticPool`), so every session of an engine sees the same tables; the
-pool settings do not apply there. MySQL connections use ``charset=utf8mb4`` unless the URL names
-another charset.
+own transaction handling). ``sqlite+aiosqlite:///:memory:`` keeps one connection, which is
+the database: sessions and units of work take turns on it (one waits for the other, up to
+``pool_timeout``), so their transactions never mix; the other pool settings do not apply.
+MySQL connections use ``charset=utf8mb4`` unless the URL names another charset.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError, DisconnectionError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool, StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
@@ -172,6 +172,21 @@ class HeroRepoPool(AsyncAdaptedQueuePool):
         return _connection_lost_on_connect_failure(super()._should_wrap_creator(creator))
 
 
+class MemorySqlitePool(HeroRepoPool):
+    """The pool of one connection behind ``sqlite:///:memory:``: the connection is the database."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return AsyncAdaptedQueuePool._do_get(self)
+        except SATimeoutError:
+            raise PoolTimeoutError(
+                "An in-memory SQLite database has a single connection, and another session or "
+                f"unit of work held it for more than {self.timeout():g} s. Close one before "
+                "opening the next (a session opened inside another in the same task waits for "
+                "itself), or use a file database (sqlite+aiosqlite:///app.db) for concurrent work."
+            ) from None
+
+
 class HeroRepoNullPool(NullPool):
     """SQLAlchemy's NullPool (the PgBouncer profile); a failed connect is ConnectionLostError."""
 
@@ -257,7 +272,16 @@ def create_engine(
         options["poolclass"] = HeroRepoNullPool
         options["connect_args"] = {**_pgbouncer_connect_args(), **options["connect_args"]}
     elif backend == "sqlite" and is_sqlite_memory(resolved):
-        options["poolclass"] = StaticPool
+        # The one connection is the database. A pool of exactly one makes a second session or
+        # unit of work wait for it, where a shared connection would mix their transactions
+        # (the second one's rollback would undo the first one's work).
+        options.update(
+            poolclass=MemorySqlitePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=config.pool_timeout or 30.0,
+            pool_recycle=-1,
+        )
     else:
         options.update(config.resolved(backend))
         options["poolclass"] = HeroRepoPool

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from herorepo import Database, EngineConfig, Repository, UniqueViolationError
+from herorepo import Database, EngineConfig, PoolTimeoutError, Repository, UniqueViolationError
 from herorepo.testing import count_queries
 
 from ..conftest import CONNECT_ARGS, backend_url, require
@@ -173,6 +173,43 @@ async def test_sqlite_memory_is_shared_by_every_session_of_an_engine() -> None:
         async with db.engine.connect() as connection:
             fk = (await connection.execute(text("PRAGMA foreign_keys"))).scalar()
         assert fk == 1
+
+
+async def test_units_of_work_on_the_memory_database_take_turns() -> None:
+    async with Database("sqlite+aiosqlite:///:memory:") as db:
+        await db.create_all(metadata)
+        first_open, second_done = asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with db.unit_of_work() as uow:
+                await uow.repository(Team).create({"name": "First"})
+                first_open.set()
+                await asyncio.sleep(0.2)
+                assert not second_done.is_set()  # the second waits for the connection
+                raise RuntimeError("roll the first one back")
+
+        async def second() -> None:
+            await first_open.wait()
+            async with db.unit_of_work() as uow:
+                await uow.repository(Team).create({"name": "Second"})
+            second_done.set()
+
+        results = await asyncio.gather(first(), second(), return_exceptions=True)
+        assert isinstance(results[0], RuntimeError)
+        assert results[1] is None
+        async with db.session() as session:
+            names = [t.name for t in await Repository(session, Team).list()]
+        # Sharing one transaction, the first one's rollback would have taken "Second" with it.
+        assert names == ["Second"]
+
+
+async def test_a_session_inside_another_on_the_memory_database_says_why_it_waits() -> None:
+    async with Database("sqlite+aiosqlite:///:memory:", EngineConfig(pool_timeout=0.2)) as db:
+        await db.create_all(metadata)
+        async with db.unit_of_work():
+            with pytest.raises(PoolTimeoutError, match="in-memory SQLite database has a single"):
+                async with db.unit_of_work():
+                    pass
 
 
 async def test_create_all_and_drop_all_take_a_metadata(backend: str) -> None:
