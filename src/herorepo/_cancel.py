@@ -3,7 +3,8 @@
 asyncpg answers a cancellation by asking PostgreSQL to cancel the query. The other two drivers
 do not: aiosqlite's worker thread would run the statement to its end while holding SQLite's write
 lock, and MySQL would run it to its end holding row locks. SQLAlchemy invalidates the
-connection either way; this ``handle_error`` hook also interrupts the statement itself.
+connection either way; this ``handle_error`` hook also stops the statement itself (SQLite: a
+progress-handler flag, then a rollback; MySQL: ``KILL QUERY`` from a second connection).
 """
 
 from __future__ import annotations

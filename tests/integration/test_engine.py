@@ -59,21 +59,27 @@ async def test_pre_ping_replaces_sqlalchemys_own(db: Database) -> None:
     assert bool(checks) is (db.backend != "sqlite")
 
 
+def count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every pre-ping round trip of ``db``'s dialect."""
+    dialect = db.engine.dialect
+    pings: list[object] = []
+    ping = dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counting_ping)
+    return pings
+
+
 async def test_checkout_pings_only_a_connection_idle_past_pool_ping_idle(
     server_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = EngineConfig(pool_size=1, max_overflow=0, pool_ping_idle=0.3)
     connect_args = CONNECT_ARGS[server_backend]
     async with Database(backend_url(server_backend), config, connect_args=connect_args) as db:
-        dialect = db.engine.dialect
-        pings: list[object] = []
-        ping = dialect.do_ping
-
-        def counting_ping(dbapi_connection: object) -> bool:
-            pings.append(dbapi_connection)
-            return ping(dbapi_connection)
-
-        monkeypatch.setattr(dialect, "do_ping", counting_ping)
+        pings = count_pings(db, monkeypatch)
         for _ in range(3):  # a fresh connection, then one idle for a moment: no round trip
             async with db.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -90,15 +96,7 @@ async def test_pool_ping_idle_zero_pings_on_every_checkout(
     config = EngineConfig(pool_size=1, max_overflow=0, pool_ping_idle=0)
     connect_args = CONNECT_ARGS[server_backend]
     async with Database(backend_url(server_backend), config, connect_args=connect_args) as db:
-        dialect = db.engine.dialect
-        pings: list[object] = []
-        ping = dialect.do_ping
-
-        def counting_ping(dbapi_connection: object) -> bool:
-            pings.append(dbapi_connection)
-            return ping(dbapi_connection)
-
-        monkeypatch.setattr(dialect, "do_ping", counting_ping)
+        pings = count_pings(db, monkeypatch)
         for _ in range(4):
             async with db.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
