@@ -8,6 +8,7 @@ from ._database import PoolStats as PoolStats
 from ._engine import EngineConfig as EngineConfig
 from ._engine import create_engine as create_engine
 from ._engine import create_sessionmaker as create_sessionmaker
+from ._errors import AfterCommitError as AfterCommitError
 from ._errors import CheckViolationError as CheckViolationError
 from ._errors import ConcurrentUpdateError as ConcurrentUpdateError
 from ._errors import ConfigurationError as ConfigurationError
@@ -15,6 +16,7 @@ from ._errors import ConflictError as ConflictError
 from ._errors import ConnectionLostError as ConnectionLostError
 from ._errors import DatabaseBusyError as DatabaseBusyError
 from ._errors import DeadlockError as DeadlockError
+from ._errors import DetachedLoadError as DetachedLoadError
 from ._errors import ForeignKeyViolationError as ForeignKeyViolationError
 from ._errors import HeroRepoError as HeroRepoError
 from ._errors import InvalidCursorError as InvalidCursorError
@@ -28,6 +30,7 @@ from ._errors import MultipleResultsError as MultipleResultsError
 from ._errors import NotFoundError as NotFoundError
 from ._errors import NotNullViolationError as NotNullViolationError
 from ._errors import PoolTimeoutError as PoolTimeoutError
+from ._errors import ReadOnlyTransactionError as ReadOnlyTransactionError
 from ._errors import RetriesExhaustedError as RetriesExhaustedError
 from ._errors import SerializationError as SerializationError
 from ._errors import StatementTimeoutError as StatementTimeoutError
@@ -51,6 +54,7 @@ from ._unit_of_work import UnitOfWork as UnitOfWork
 from ._version import __version__ as __version__
 
 __all__ = [
+    "AfterCommitError",
     "CheckViolationError",
     "ConcurrentUpdateError",
     "ConfigurationError",
@@ -59,6 +63,7 @@ __all__ = [
     "Database",
     "DatabaseBusyError",
     "DeadlockError",
+    "DetachedLoadError",
     "EngineConfig",
     "FilterQuery",
     "FilterSet",
@@ -81,6 +86,7 @@ __all__ = [
     "Page",
     "PoolStats",
     "PoolTimeoutError",
+    "ReadOnlyTransactionError",
     "Replicas",
     "Repository",
     "RetriesExhaustedError",

@@ -171,22 +171,38 @@ class Database:
         return self.sessionmaker()
 
     def unit_of_work(
-        self, *, isolation_level: IsolationLevel | None = None, read_only: bool = False
+        self,
+        *,
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool = False,
+        independent: bool = False,
     ) -> UnitOfWork:
         """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``.
 
-        With replicas, a read-only unit of work runs on a replica that has this task's last
-        write (see :class:`Replicas`), in a ``READ ONLY`` transaction; any other on the primary.
+        Opened inside another unit of work of this database, in the same task, it joins that
+        one's transaction as a savepoint (see :class:`UnitOfWork`). With replicas, a read-only
+        unit of work runs on a replica that has this task's last write (see :class:`Replicas`),
+        in a ``READ ONLY`` transaction; any other on the primary.
 
         Args:
             isolation_level: e.g. ``"SERIALIZABLE"``; the backend's default when omitted.
-            read_only: The work only reads (on SQLite it then does not take the write lock).
+            read_only: The work only reads; writes are refused (on SQLite it then does not
+                take the write lock).
+            independent: A transaction of its own even inside another unit of work.
         """
         if self._router is not None:
             return RoutedUnitOfWork(
-                self._router, isolation_level=isolation_level, read_only=read_only
+                self._router,
+                isolation_level=isolation_level,
+                read_only=read_only,
+                independent=independent,
             )
-        return UnitOfWork(self.sessionmaker, isolation_level=isolation_level, read_only=read_only)
+        return UnitOfWork(
+            self.sessionmaker,
+            isolation_level=isolation_level,
+            read_only=read_only,
+            independent=independent,
+        )
 
     async def run(
         self,
@@ -209,13 +225,18 @@ class Database:
 
             await db.run(transfer, isolation_level="SERIALIZABLE")
 
+        ``work`` must not call ``uow.commit()``: a retry would apply the committed part again,
+        so it raises :class:`TransactionError` at once. Called inside an open unit of work of
+        this database, ``work`` joins that transaction and runs once: only the outermost unit of
+        work can be run again as a whole, so a transient error propagates to it.
+
         Returns:
             What ``work`` returned on the attempt that committed.
 
         Raises:
-            RetriesExhaustedError: every attempt failed transiently (``__cause__`` is the last).
-            TransactionError: called inside an open unit of work; retrying half a transaction
-                would be wrong.
+            RetriesExhaustedError: every attempt failed transiently (``__cause__`` is the last);
+                none of them committed anything.
+            TransactionError: ``work`` called ``uow.commit()``.
         """
         return await run_with_retries(
             lambda: self.unit_of_work(isolation_level=isolation_level),

@@ -41,6 +41,7 @@ import asyncio
 import math
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -55,19 +56,26 @@ from ._cancel import install_sqlite_stop, interrupt_on_cancel
 from ._errors import ConfigurationError, ConnectionLostError, PoolTimeoutError
 from ._filters import sqlite_casefold, sqlite_like
 from ._session import GuardedSession
+from ._transaction import install_connection_hooks
 from ._translate import translate_driver_error
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import URL, Engine
 
-__all__ = ["EngineConfig", "create_engine", "create_sessionmaker"]
+__all__ = ["EngineConfig", "create_engine", "create_sessionmaker", "engine_with_options"]
 
 SQLITE_BEGIN_OPTION = "herorepo_sqlite_begin"
 """Execution option a unit of work sets so SQLite begins at once: "immediate" takes the write
 lock at BEGIN, "deferred" sends a plain BEGIN. Without it, BEGIN waits for the first write."""
+
+READ_ONLY_OPTION = "herorepo_read_only"
+"""Execution option of a read-only unit of work on SQLite (``PRAGMA query_only``) and MySQL
+(``START TRANSACTION READ ONLY``); PostgreSQL has SQLAlchemy's own ``postgresql_readonly``."""
+
+_QUERY_ONLY = "herorepo_query_only"  # in a SQLite connection's info: PRAGMA query_only is on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,13 +309,43 @@ def create_engine(
         ) from None
     event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
+    install_connection_hooks(engine.sync_engine)  # after the translator: it sees herorepo errors
     if pre_ping:
         _install_pre_ping(engine, config.pool_ping_idle)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     if backend == "mysql":
         event.listen(engine.sync_engine, "connect", _make_mysql_strict)
+        event.listen(engine.sync_engine, "begin", _begin_mysql_read_only)
     return engine
+
+
+_WITH_OPTIONS: weakref.WeakKeyDictionary[Engine, dict[frozenset[tuple[str, Any]], AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def engine_with_options(engine: AsyncEngine, options: Mapping[str, Any]) -> AsyncEngine:
+    """``engine`` with execution options that every connection it hands out gets, transaction
+    after transaction (SQLAlchemy applies them at each checkout and resets them at checkin).
+
+    One per engine and set of options, kept: a unit of work binds its session to it, so that a
+    transaction begun after ``commit()`` has the isolation level and read-only mode of the first.
+    """
+    if not options:
+        return engine
+    key = frozenset(options.items())
+    known = _WITH_OPTIONS.setdefault(engine.sync_engine, {})
+    found = known.get(key)
+    if found is None:
+        found = known[key] = engine.execution_options(**options)
+    return found
+
+
+def _begin_mysql_read_only(connection: Any) -> None:
+    # MySQL begins a transaction implicitly at the first statement; this one begins it read-only.
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("START TRANSACTION READ ONLY")
 
 
 _IDLE_SINCE = "herorepo_idle_since"
@@ -389,7 +427,17 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
         cursor.close()
 
     def on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+        options = connection.get_execution_options()
+        # query_only refuses every write of a read-only unit of work, raw SQL included. It stays
+        # with the connection, so each transaction sets it when it differs from what it needs.
+        read_only = bool(options.get(READ_ONLY_OPTION))
+        info = connection.connection.info
+        if info.get(_QUERY_ONLY, False) != read_only:
+            connection.exec_driver_sql(
+                "PRAGMA query_only = 1" if read_only else "PRAGMA query_only = 0"
+            )
+            info[_QUERY_ONLY] = read_only
+        mode = options.get(SQLITE_BEGIN_OPTION)
         if mode == "immediate":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif mode == "deferred":

@@ -11,6 +11,7 @@
      ├─ InvalidCursorError         a pagination cursor was altered, truncated or made elsewhere
      ├─ LoadError                  a relationship was not loaded, or a load spec is wrong
      │   ├─ LazyLoadError          a relationship that was not eagerly loaded was touched
+     │   │   └─ DetachedLoadError  ... after the unit of work that read the object ended
      │   └─ InvalidLoadError       a load spec names no relationship of the model
      ├─ ConflictError              an integrity constraint failed
      │   ├─ UniqueViolationError   unique constraint or primary key
@@ -27,7 +28,9 @@
      ├─ ConnectionLostError        the server could not be reached, or dropped the connection
      ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
      ├─ StatementTimeoutError      the server cancelled a statement that ran too long
-     └─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
+     ├─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
+     │   └─ ReadOnlyTransactionError  a write in a read-only unit of work
+     └─ AfterCommitError           committed, but an on_commit callback failed
 
 Errors are recognised from the drivers' structured codes (PostgreSQL SQLSTATE, MySQL errno,
 SQLite result codes; see ``_translate.py``), so the same failure raises the same class on
@@ -40,8 +43,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 __all__ = [
+    "AfterCommitError",
     "CheckViolationError",
     "ConcurrentUpdateError",
     "ConfigurationError",
@@ -49,6 +54,7 @@ __all__ = [
     "ConnectionLostError",
     "DatabaseBusyError",
     "DeadlockError",
+    "DetachedLoadError",
     "ForeignKeyViolationError",
     "HeroRepoError",
     "InvalidCursorError",
@@ -62,6 +68,7 @@ __all__ = [
     "NotFoundError",
     "NotNullViolationError",
     "PoolTimeoutError",
+    "ReadOnlyTransactionError",
     "RetriesExhaustedError",
     "SerializationError",
     "StatementTimeoutError",
@@ -123,12 +130,52 @@ class LazyLoadError(LoadError):
     """
 
 
+class DetachedLoadError(LazyLoadError, DetachedInstanceError):
+    """A relationship that was not loaded was touched after its unit of work ended.
+
+    Also SQLAlchemy's ``DetachedInstanceError``, which it replaces with a message that says how
+    to load the relationship.
+
+    .. versionadded:: 0.1.0
+    """
+
+    code = None  # type: ignore[assignment]  # no link to SQLAlchemy's page: the message is ours
+
+
 class InvalidLoadError(LoadError, ValueError):
     """A load spec names something that is not a relationship of the model."""
 
 
 class TransactionError(HeroRepoError):
     """A unit of work was used wrongly, or its failed transaction must be rolled back first."""
+
+
+class ReadOnlyTransactionError(TransactionError):
+    """A unit of work opened with ``read_only=True`` (or a replica) was asked to write.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class AfterCommitError(HeroRepoError):
+    """The transaction committed, but one or more ``on_commit`` callbacks raised.
+
+    Every callback ran; the data is saved. ``__cause__`` is the first callback's error.
+
+    Attributes:
+        errors: What each failed callback raised, in order.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, errors: list[Exception], total: int) -> None:
+        first = errors[0]
+        super().__init__(
+            f"The unit of work committed; {len(errors)} of {total} on_commit callbacks failed, "
+            f"the first with {type(first).__name__}: {first}. The data is saved: do not run "
+            "the work again, repeat or compensate the failed side effects instead."
+        )
+        self.errors = errors
 
 
 class ConflictError(HeroRepoError):

@@ -9,10 +9,14 @@ In async code an attribute access cannot run SQL: SQLAlchemy's lazy load then fa
 * Sessions made by herorepo run every ORM statement through :func:`refuse_implicit_io`, which
   turns an implicit load outside ``await`` into :class:`~herorepo.LazyLoadError` naming the
   attribute.
+* After the unit of work ended, an object is detached and SQLAlchemy would raise its
+  ``DetachedInstanceError``; :func:`guard_detached_loads` makes that a
+  :class:`~herorepo.DetachedLoadError` (a ``LazyLoadError``) that says how to load it.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -26,8 +30,9 @@ from sqlalchemy.orm import (
     joinedload,
     selectinload,
 )
+from sqlalchemy.orm.exc import DetachedInstanceError
 
-from ._errors import InvalidLoadError, LazyLoadError
+from ._errors import DetachedLoadError, InvalidLoadError, LazyLoadError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import ORMExecuteState
@@ -37,7 +42,7 @@ if TYPE_CHECKING:
         _AbstractLoad,  # pyright: ignore[reportPrivateUsage]
     )
 
-__all__ = ["LoadSpec", "eager", "joined", "refuse_implicit_io"]
+__all__ = ["LoadSpec", "eager", "guard_detached_loads", "joined", "refuse_implicit_io"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +214,45 @@ def refuse_implicit_io(state: ORMExecuteState) -> None:
         "code cannot reload them on attribute access. Call await session.refresh(obj) first, "
         "or read the object again."
     )
+
+
+_GUARDED: weakref.WeakSet[Mapper[Any]] = weakref.WeakSet()
+
+
+def guard_detached_loads(mapper: Mapper[Any]) -> None:
+    """Make a lazy load on a detached object of any model of ``mapper``'s registry raise
+    :class:`~herorepo.DetachedLoadError` instead of SQLAlchemy's ``DetachedInstanceError``.
+
+    Each relationship's lazy loader is wrapped once, on its class attribute: nothing is added
+    per object or per query. (``impl.callable_`` is where SQLAlchemy keeps an attribute's lazy
+    loader; the wrapper only changes the error that a load which cannot run already raises.)
+    """
+    for each in mapper.registry.mappers:
+        if each in _GUARDED:
+            continue
+        _GUARDED.add(each)
+        for prop in each.relationships:
+            impl: Any = each.class_manager[prop.key].impl
+            loader = getattr(impl, "callable_", None)
+            if loader is not None:
+                impl.callable_ = _DetachedGuard(loader, f"{each.class_.__name__}.{prop.key}")
+
+
+class _DetachedGuard:
+    __slots__ = ("loader", "name")
+
+    def __init__(self, loader: Any, name: str) -> None:
+        self.loader = loader
+        self.name = name
+
+    def __call__(self, state: Any, passive: Any) -> Any:
+        try:
+            return self.loader(state, passive)
+        except DetachedInstanceError:
+            owner = self.name.partition(".")[0]
+            raise DetachedLoadError(
+                f"{self.name} was not loaded, and the unit of work that read this {owner} has "
+                f"ended, so it cannot be loaded any more. Ask for it when reading: "
+                f"repository.get(..., load=[{self.name}]), or select({owner}).options("
+                f"*eager({self.name})); or read the object again in a new unit of work."
+            ) from None

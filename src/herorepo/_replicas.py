@@ -345,8 +345,14 @@ class RoutedUnitOfWork(UnitOfWork):
         *,
         isolation_level: IsolationLevel | None = None,
         read_only: bool = False,
+        independent: bool = False,
     ) -> None:
-        super().__init__(router.primary, isolation_level=isolation_level, read_only=read_only)
+        super().__init__(
+            router.primary,
+            isolation_level=isolation_level,
+            read_only=read_only,
+            independent=independent,
+        )
         self._router = router
         self._read_only = read_only
         # A hot standby refuses SERIALIZABLE: such a unit of work reads on the primary.
@@ -356,8 +362,8 @@ class RoutedUnitOfWork(UnitOfWork):
             self._options = {**self._options, "postgresql_readonly": True}
 
     async def __aenter__(self) -> Self:
-        if not self._to_replica:
-            return await super().__aenter__()
+        if not self._to_replica or (self._open_outer() is not None and not self._independent):
+            return await super().__aenter__()  # the primary; or joining an outer transaction
         failed: Replica | None = None
         while True:
             replica = await self._router.choose(skip=failed)
@@ -376,7 +382,7 @@ class RoutedUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None or self._read_only:
+        if exc_type is not None or self._read_only or self.joined:
             await super().__aexit__(exc_type, exc, tb)
             return
         self._router.writing()
@@ -384,7 +390,7 @@ class RoutedUnitOfWork(UnitOfWork):
         await self._router.written()
 
     async def commit(self) -> None:
-        if self._read_only:
+        if self._read_only or self.joined:
             await super().commit()
             return
         self._router.writing()

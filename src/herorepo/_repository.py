@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true,
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
-from sqlalchemy.exc import InvalidRequestError, PendingRollbackError
+from sqlalchemy.exc import IllegalStateChangeError, InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,7 +43,7 @@ from ._errors import (
     NotFoundError,
     TransactionError,
 )
-from ._loading import LoadSpec, eager, has_joined
+from ._loading import LoadSpec, eager, guard_detached_loads, has_joined
 from ._pagination import (
     CursorCodec,
     KeysetPage,
@@ -55,6 +55,7 @@ from ._pagination import (
     seek_condition,
     with_tiebreaker,
 )
+from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed
 from ._upsert import chunks, upsert_statement
 from ._values import ValueChecks, value_checks
 
@@ -81,6 +82,7 @@ class _ModelInfo:
             )
         self.name = model.__name__
         self.mapper: Mapper[Any] = mapper
+        guard_detached_loads(mapper)
         self.primary_key = tuple(mapper.primary_key)
         self.pk_names = tuple(mapper.get_property_by_column(c).key for c in self.primary_key)
         self.columns = frozenset(mapper.column_attrs.keys())
@@ -1064,9 +1066,10 @@ class Repository(Generic[ModelT]):
 
     def _check_writable(self) -> None:
         """Refuse a write into a failed transaction before it touches the session's state."""
+        refuse_if_failed(self.session.sync_session)
         transaction = self.session.sync_session.get_transaction()
         if transaction is not None and not transaction.is_active:
-            raise TransactionError(_NEEDS_ROLLBACK)
+            raise TransactionError(NEEDS_ROLLBACK)
 
     def _guard(self) -> _Guard:
         return _GUARD
@@ -1091,9 +1094,13 @@ class _Guard:
         if exc is None:
             return
         if isinstance(exc, PendingRollbackError):
-            raise TransactionError(_NEEDS_ROLLBACK) from exc
+            raise TransactionError(NEEDS_ROLLBACK) from exc
         if isinstance(exc, StaleDataError):
             raise ConcurrentUpdateError() from exc
+        if isinstance(exc, IllegalStateChangeError) or (
+            isinstance(exc, InvalidRequestError) and "already flushing" in str(exc)
+        ):
+            raise TransactionError(CONCURRENT_USE) from exc
         if isinstance(exc, InvalidRequestError) and "permanently closed" in str(exc):
             raise TransactionError(
                 "This repository's session is closed: its unit of work has ended. Open a new "
@@ -1103,11 +1110,6 @@ class _Guard:
 
 _GUARD = _Guard()
 
-_NEEDS_ROLLBACK = (
-    "The transaction failed earlier and must be rolled back before this session can be used "
-    "again: await uow.rollback() (or session.rollback()). To recover from an expected failure "
-    "and go on, run the risky step inside uow.savepoint()."
-)
 
 # SQLAlchemy's own execute(): SQLModel overrides it only to add a deprecation warning that
 # points users to exec(), whose result types do not fit a generic repository.

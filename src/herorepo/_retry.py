@@ -7,13 +7,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from ._errors import ConfigurationError, RetriesExhaustedError, TransactionError, TransientError
-from ._unit_of_work import UnitOfWork, inside_unit_of_work
-
-if TYPE_CHECKING:
-    pass
+from ._errors import ConfigurationError, RetriesExhaustedError, TransientError
+from ._unit_of_work import UnitOfWork, forbid_intermediate_commits
 
 T = TypeVar("T")
 
@@ -59,17 +56,16 @@ async def run_with_retries(
     work: Callable[[UnitOfWork], Awaitable[T]],
     policy: RetryPolicy,
 ) -> T:
-    if inside_unit_of_work():
-        raise TransactionError(
-            "Database.run() was called inside an open unit of work. Retrying would re-run only "
-            "the inner part of the outer transaction; call run() outside of any unit of work."
-        )
     last: BaseException | None = None
     for attempt in range(1, policy.attempts + 1):
+        # An attempt that committed part of its work could not be run again safely.
+        unit = forbid_intermediate_commits(make_unit())
         try:
-            async with make_unit() as uow:
+            async with unit as uow:
                 return await work(uow)
         except policy.retry_on as error:
+            if unit.joined:
+                raise  # part of an outer transaction: only the outermost can run it all again
             last = error
             if attempt == policy.attempts:
                 break

@@ -24,9 +24,9 @@ from ._errors import (
     InvalidDataError,
     LockTimeoutError,
     NotNullViolationError,
+    ReadOnlyTransactionError,
     SerializationError,
     StatementTimeoutError,
-    TransactionError,
     UniqueViolationError,
 )
 
@@ -152,7 +152,7 @@ _PG_OPERATIONAL: dict[str, type[HeroRepoError]] = {
     "57P01": ConnectionLostError,  # admin_shutdown, e.g. pg_terminate_backend()
     "57P02": ConnectionLostError,  # crash_shutdown
     "57P03": ConnectionLostError,  # cannot_connect_now
-    "25006": TransactionError,  # read_only_sql_transaction: a write in a read-only transaction
+    "25006": ReadOnlyTransactionError,  # read_only_sql_transaction
 }
 
 _MYSQL_OPERATIONAL: dict[int, type[HeroRepoError]] = {
@@ -165,10 +165,12 @@ _MYSQL_OPERATIONAL: dict[int, type[HeroRepoError]] = {
     2006: ConnectionLostError,  # server has gone away
     2013: ConnectionLostError,  # lost connection during query
     4031: ConnectionLostError,  # disconnected by the server for inactivity
+    1792: ReadOnlyTransactionError,  # cannot execute statement in a READ ONLY transaction
 }
 
 _SQLITE_BUSY_NAMES = ("SQLITE_BUSY", "SQLITE_LOCKED")
 _SQLITE_BUSY_TEXT = ("database is locked", "database table is locked")
+_SQLITE_READONLY_TEXT = "attempt to write a readonly database"
 
 _OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
     ConnectionLostError: (
@@ -176,10 +178,9 @@ _OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
         "The next unit of work reconnects."
     ),
     StatementTimeoutError: "The server cancelled the statement: it ran past its time limit.",
-    TransactionError: (
-        "This transaction is read-only (a unit of work opened with read_only=True while the "
-        "database has replicas, or a replica itself): it cannot write or lock rows. Open the "
-        "unit of work without read_only=True."
+    ReadOnlyTransactionError: (
+        "This transaction is read-only (a unit of work opened with read_only=True, or a "
+        "replica): it cannot write or lock rows. Open the unit of work without read_only=True."
     ),
 }
 
@@ -227,6 +228,8 @@ def _operational(dialect_name: str, orig: BaseException) -> type[HeroRepoError] 
         message = str(orig)
         if name.startswith(_SQLITE_BUSY_NAMES) or message.startswith(_SQLITE_BUSY_TEXT):
             return DatabaseBusyError
+        if name.startswith("SQLITE_READONLY") or message.startswith(_SQLITE_READONLY_TEXT):
+            return ReadOnlyTransactionError  # PRAGMA query_only, set for read_only=True
     return None
 
 
@@ -251,17 +254,16 @@ def classify(
     return error(hint) if hint else error()
 
 
-def translate_driver_error(context: ExceptionContext) -> None:
-    """``handle_error`` hook: raise the herorepo error for a driver error we can name.
+def translate_driver_error(context: ExceptionContext) -> HeroRepoError | None:
+    """``handle_error`` hook: return the herorepo error for a driver error we can name.
 
-    SQLAlchemy still invalidates a disconnected connection, and chains the driver's exception
-    as ``__cause__``.
+    SQLAlchemy raises what the hook returns, with the driver's exception as ``__cause__``; it
+    still invalidates a disconnected connection. Returning rather than raising lets the hooks
+    after this one (the unit of work's state, :mod:`herorepo._transaction`) see the error.
     """
     original = context.original_exception
-    if not isinstance(original, Exception):
-        return  # a cancellation or interrupt must stay what it is
+    if not isinstance(original, Exception) or isinstance(original, HeroRepoError):
+        return None  # a cancellation must stay what it is; herorepo's own errors are translated
     if getattr(context, "is_pre_ping", False):
-        return  # a failed pre-ping makes the pool reconnect; it must not become an error
-    error = classify(context.dialect.name, original, is_disconnect=context.is_disconnect)
-    if error is not None:
-        raise error
+        return None  # a failed pre-ping makes the pool reconnect; it must not become an error
+    return classify(context.dialect.name, original, is_disconnect=context.is_disconnect)

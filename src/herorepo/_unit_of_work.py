@@ -1,25 +1,39 @@
-"""``UnitOfWork``: one session and one transaction, committed on success, rolled back on error."""
+"""``UnitOfWork``: one transaction around a block, committed on success, rolled back on error.
+
+Units of work compose. One opened inside another of the same database, in the same task, joins
+it: it runs in a SAVEPOINT of the outer transaction, an error inside it undoes only its own
+work, and nothing commits before the outermost block ends (Django's ``atomic``, Spring's default
+propagation). ``independent=True`` asks for a transaction of its own instead. The task's open
+unit of work sits in a context variable read only here; sessions are still passed explicitly.
+
+What each statement may do is decided by the transaction's state machine in
+:mod:`herorepo._transaction`, which hooks the session and its connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from sqlalchemy.exc import PendingRollbackError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
 
-from ._engine import SQLITE_BEGIN_OPTION
-from ._errors import ConcurrentUpdateError, ConfigurationError, TransactionError
+from ._engine import READ_ONLY_OPTION, SQLITE_BEGIN_OPTION, engine_with_options
+from ._errors import AfterCommitError, ConcurrentUpdateError, ConfigurationError, TransactionError
 from ._repository import Repository
+from ._transaction import NEEDS_ROLLBACK, TX_KEY, TransactionState
+from ._url import is_sqlite_memory
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncSessionTransaction, async_sessionmaker
     from sqlmodel import SQLModel
     from sqlmodel.ext.asyncio.session import AsyncSession
     from typing_extensions import Self
@@ -32,14 +46,16 @@ _T = TypeVar("_T")
 logger = logging.getLogger("herorepo")
 
 
-class _State(enum.Enum):
+class _Phase(enum.Enum):
+    """Where the ``async with`` block stands (the transaction's own state is separate)."""
+
     NEW = "not started"
     ACTIVE = "active"
     ENDED = "ended"
 
 
 class UnitOfWork:
-    """One session and one transaction around a block of work.
+    """One transaction around a block of work.
 
     ::
 
@@ -49,20 +65,32 @@ class UnitOfWork:
             await heroes.update(hero, {"age": 31})
         # committed here; an exception in the block rolls everything back and is re-raised
 
-    ``savepoint()`` opens a nested transaction (SAVEPOINT): an exception inside it undoes only
-    that block. ``commit()`` and ``rollback()`` end the current transaction early; the next
-    statement starts a new one, which the block's exit commits or rolls back in turn.
+    The contract, on every backend (docs/unit-of-work.md has the whole table):
 
-    A unit of work runs once: entering it twice, or using it after it ended, raises
-    :class:`~herorepo.TransactionError`. It is not for concurrent use from several tasks.
+    * A database error that is not inside a savepoint fails the unit of work, even when the
+      code catches it: the next statement raises :class:`~herorepo.TransactionError` chained to
+      that error, and leaving the block rolls back and raises it. ``rollback()`` recovers.
+    * ``savepoint()`` opens a SAVEPOINT: an exception inside it undoes only that block.
+    * A unit of work opened inside another of the same database, in the same task, joins it as a
+      savepoint; only the outermost commits. ``independent=True`` gives it its own transaction.
+    * ``commit()`` and ``rollback()`` end the current transaction early; the next statement
+      starts a new one with the same isolation level and read-only mode.
+    * ``on_commit(callback)`` runs ``callback`` once the COMMIT that made the work durable has
+      succeeded: never after a rollback.
+
+    A unit of work runs once and serves one task: entering it twice, using it after it ended,
+    or running statements on it from two tasks at once raises :class:`~herorepo.TransactionError`.
 
     Args:
         sessionmaker: Where its session comes from (``db.unit_of_work()`` passes the database's).
         isolation_level: The transaction's isolation level, e.g. ``"SERIALIZABLE"``; the
             backend's default when omitted.
-        read_only: Promise that the work only reads. On SQLite a unit of work that may write
-            starts with ``BEGIN IMMEDIATE``, so concurrent writers queue on the busy timeout
-            instead of failing when a read lock cannot be upgraded; read-only ones do not.
+        read_only: The work only reads, and writes are refused (READ ONLY transactions on
+            PostgreSQL and MySQL, ``PRAGMA query_only`` on SQLite). On SQLite a unit of work that
+            may write starts with ``BEGIN IMMEDIATE``, so concurrent writers queue on the busy
+            timeout instead of failing when a read lock cannot be upgraded; read-only ones do not.
+        independent: Run in a transaction of its own, on its own connection, even inside another
+            unit of work: it commits when its block ends, whatever the outer one does.
 
     Raises:
         ConfigurationError: the isolation level is not one the backend has.
@@ -76,15 +104,28 @@ class UnitOfWork:
         *,
         isolation_level: IsolationLevel | None = None,
         read_only: bool = False,
+        independent: bool = False,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._session: AsyncSession | None = None
-        self._state = _State.NEW
+        self._key: object = sessionmaker  # units of work of one sessionmaker join each other
+        self._isolation_level = isolation_level
+        self._read_only = read_only
+        self._independent = independent
         self._options = _begin_options(sessionmaker, isolation_level, read_only)
-        self._token: Token[bool] | None = None
+        self._forbid_commit = False  # Database.run(): only the final COMMIT
+        self._phase = _Phase.NEW
+        self._session: AsyncSession | None = None
+        self._tx: TransactionState | None = None
+        self._root: UnitOfWork = self  # the outermost unit of work of the transaction
+        self._savepoint: AsyncSessionTransaction | None = None  # when joined
+        self._owner: asyncio.Task[Any] | None = None
+        self._previous: UnitOfWork | None = None
+        self._token: Token[UnitOfWork | None] | None = None
 
     def __repr__(self) -> str:
-        return f"<UnitOfWork {self._state.value}>"
+        if self._phase is _Phase.ACTIVE and self._tx is not None and self._tx.failed:
+            return "<UnitOfWork failed>"
+        return f"<UnitOfWork {self._phase.value}>"
 
     @property
     def session(self) -> AsyncSession:
@@ -93,12 +134,17 @@ class UnitOfWork:
         Raises:
             TransactionError: the unit of work is not active.
         """
-        if self._state is not _State.ACTIVE or self._session is None:
+        if self._phase is not _Phase.ACTIVE or self._session is None:
             raise TransactionError(
-                f"This unit of work is {self._state.value}; use its session inside "
+                f"This unit of work is {self._phase.value}; use its session inside "
                 "`async with db.unit_of_work() as uow:`."
             )
         return self._session
+
+    @property
+    def joined(self) -> bool:
+        """Whether this unit of work runs inside an outer one's transaction (a savepoint)."""
+        return self._root is not self
 
     def repository(self, model: type[ModelT]) -> Repository[ModelT]:
         """Return a ``Repository[model]`` bound to this unit of work's session.
@@ -107,26 +153,128 @@ class UnitOfWork:
         """
         return Repository(self.session, model)
 
+    def on_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` (a function or an async function, no arguments) after the commit.
+
+        It runs once the COMMIT that makes this work durable has succeeded: at the end of the
+        outermost unit of work, or at ``commit()``. It never runs when that work is rolled back,
+        by the whole transaction, by the savepoint it was registered in, or by a failed attempt
+        of :meth:`Database.run <herorepo.Database.run>`. This is the place for side effects
+        that must not happen for data that was not saved: emails, events, cache invalidation.
+
+        Callbacks run in the order they were added, in the task of the unit of work, after its
+        connection went back to the pool. If some raise, the others still run, and then
+        :class:`~herorepo.AfterCommitError` is raised: the data is saved.
+
+        Raises:
+            TransactionError: the unit of work is not active.
+            ConfigurationError: ``callback`` is not callable.
+        """
+        self.session  # noqa: B018 - raises unless active
+        if not callable(callback):
+            raise ConfigurationError(
+                f"on_commit() takes a function with no arguments, got {callback!r}."
+            )
+        assert self._tx is not None
+        self._tx.add_callback(callback)
+
+    # --- entering ------------------------------------------------------------------------------
+
     async def __aenter__(self) -> Self:
-        if self._state is not _State.NEW:
+        if self._phase is not _Phase.NEW:
             raise TransactionError(
-                f"This unit of work is {self._state.value} and cannot be entered again; "
+                f"This unit of work is {self._phase.value} and cannot be entered again; "
                 "open a new one with db.unit_of_work()."
             )
-        session = self._sessionmaker()
+        outer = self._open_outer()
+        if outer is not None and not self._independent:
+            await self._join(outer)
+        else:
+            if outer is not None:
+                self._check_independent(outer)
+            await self._begin()
+        self._phase = _Phase.ACTIVE
+        self._owner = asyncio.current_task()
+        self._previous = _current.get()
+        self._token = _current.set(self)
+        return self
+
+    def _open_outer(self) -> UnitOfWork | None:
+        """The open unit of work of this database that this one would join, if any."""
+        candidate = _current.get()
+        while candidate is not None:
+            if candidate._phase is _Phase.ACTIVE and candidate._key is self._key:
+                return candidate
+            candidate = candidate._previous
+        return None
+
+    async def _join(self, outer: UnitOfWork) -> None:
+        owner = outer._owner
+        if owner is not None and owner is not asyncio.current_task() and not owner.done():
+            raise TransactionError(
+                "A unit of work is open in another task (this one was started inside it, by "
+                "asyncio.create_task, gather or wait_for). One unit of work serves one task: "
+                "await this work in that task to join its transaction, or open this one with "
+                "independent=True for a transaction of its own."
+            )
+        root = outer._root
+        if self._isolation_level not in (None, root._isolation_level):
+            raise TransactionError(
+                f"This unit of work asks for isolation level {self._isolation_level!r}, but it "
+                "is opened inside another one, whose transaction it joins and whose isolation "
+                f"level is {root._isolation_level or 'the default'!r}. Ask for the level on the "
+                "outermost unit of work, or pass independent=True."
+            )
+        assert outer._session is not None
+        assert outer._tx is not None
+        if outer._tx.failure is not None:
+            raise TransactionError(NEEDS_ROLLBACK) from outer._tx.failure
+        self._session, self._tx, self._root = outer._session, outer._tx, root
+        self._savepoint = await _shielded(self._session.begin_nested())
+
+    def _check_independent(self, outer: UnitOfWork) -> None:
+        bind = self._sessionmaker.kw.get("bind")
+        if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+            return
+        if is_sqlite_memory(bind.url):
+            raise TransactionError(
+                "An independent unit of work needs a second connection, and an in-memory SQLite "
+                "database has one, which the outer unit of work holds. Drop independent=True "
+                "(the work then joins the outer transaction), or use a SQLite file."
+            )
+        root = outer._root
+        holds_lock = root._session is not None and root._session.in_transaction()
+        if not self._read_only and not root._read_only and holds_lock:
+            raise TransactionError(
+                "On SQLite an independent unit of work that writes would wait for the write lock "
+                "that the outer unit of work holds until it ends. Drop independent=True (the "
+                "work then joins the outer transaction), open this one with read_only=True, or "
+                "run it after the outer one."
+            )
+
+    async def _begin(self) -> None:
+        bind = self._sessionmaker.kw.get("bind")
+        if isinstance(bind, AsyncEngine):
+            # Every connection of this session gets the options: the first transaction's and
+            # each one begun after commit() or rollback().
+            session = self._sessionmaker(bind=engine_with_options(bind, self._options))
+        else:  # bound to one connection (herorepo.testing): the test's transaction holds it
+            session = self._sessionmaker()
+        tx = TransactionState(read_only=self._read_only, forbid_commit=self._forbid_commit)
+        tx.shares_connection = not isinstance(bind, AsyncEngine)
+        session.sync_session.info[TX_KEY] = tx
         try:
             await session.begin()
             # The connection is taken now, and shielded: a cancellation that lands while the
-            # pool hands it out would otherwise leave it checked out with no owner. Options
-            # (isolation level, SQLite's BEGIN IMMEDIATE) must reach it before its BEGIN anyway.
-            await _shielded(session.connection(execution_options=self._options or None))
+            # pool hands it out would otherwise leave it checked out with no owner.
+            await _shielded(session.connection())
         except BaseException:
+            tx.close()
             await _shielded(session.close())
             raise
-        self._session = session
-        self._state = _State.ACTIVE
-        self._token = _inside.set(True)
-        return self
+        self._session, self._tx = session, tx
+
+    # --- leaving -------------------------------------------------------------------------------
 
     async def __aexit__(
         self,
@@ -134,38 +282,84 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session = self.session
-        self._state = _State.ENDED
-        if self._token is not None:
-            _inside.reset(self._token)
+        session, tx = self.session, self._tx
+        assert tx is not None
+        self._phase = _Phase.ENDED
+        self._forget()
+        if self._savepoint is not None:
+            await _leave_savepoint(self._savepoint, tx, failed=exc_type is not None, joined=True)
+            return
+        callbacks: list[Callable[[], object]] = []
         try:
-            if exc_type is None:
+            failure = tx.failure
+            if exc_type is not None:
+                tx.close()  # no statement of this block runs after the rollback
+                await _shielded(tx.settle())
+                await _rollback_quietly(session)
+            elif failure is not None:
+                await _rollback_quietly(session)
+                raise TransactionError(_failed_at_exit(tx)) from failure
+            else:
+                tx.final = True
                 # Once COMMIT is under way it runs to its end: a cancellation arriving now is
                 # delivered afterwards, so the outcome is never half known to this client.
                 await _shielded(self._commit(session))
-            else:
-                await _rollback_quietly(session)
+                callbacks = tx.take_done_callbacks()
         finally:
+            tx.close()
             # close() returns the connection to the pool; shielded so that a cancellation
             # arriving now cannot leave it checked out.
             await _shielded(session.close())
+        await _run_callbacks(callbacks)
+
+    def _forget(self) -> None:
+        """Stop being the task's open unit of work."""
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # left in another context than it was entered in
+                _current.set(self._previous)
+            self._token = None
+
+    # --- within the block ----------------------------------------------------------------------
 
     async def commit(self) -> None:
         """Commit now; later work in the block runs in a new transaction.
 
+        Then run the ``on_commit`` callbacks of the committed work.
+
         Raises:
-            TransactionError: the unit of work is not active, or its transaction failed earlier.
+            TransactionError: the unit of work is not active, it joined an outer one (only the
+                outermost commits), it runs under ``Database.run()``, or its transaction failed.
             ConflictError: a deferred constraint failed at commit.
+            AfterCommitError: the commit succeeded, but an ``on_commit`` callback raised.
         """
-        await self._commit(self.session)
+        session = self.session
+        if self.joined:
+            raise TransactionError(
+                "This unit of work joined an outer one (it was opened inside it, in the same "
+                "task): only the outermost unit of work commits, when its block ends. End this "
+                "block instead, or open it with independent=True to commit on its own."
+            )
+        assert self._tx is not None
+        self._tx.check_commit()
+        await _shielded(self._commit(session))
+        await _run_callbacks(self._tx.take_done_callbacks())
 
     async def rollback(self) -> None:
         """Roll back now; later work in the block runs in a new transaction.
 
-        Objects read in the rolled-back transaction are expired: read them again (or
-        ``await session.refresh(obj)``) before using their attributes.
+        In a unit of work that joined an outer one, this undoes only its own work (back to its
+        savepoint). Objects read in the rolled-back transaction are expired: read them again
+        (or ``await session.refresh(obj)``) before using their attributes.
         """
-        await self.session.rollback()
+        session = self.session
+        if self._savepoint is None:
+            await _shielded(session.rollback())
+            return
+        if _still_open(self._savepoint):
+            await _shielded(self._savepoint.rollback())
+        self._savepoint = await _shielded(session.begin_nested())
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncGenerator[None, None]:
@@ -179,22 +373,106 @@ class UnitOfWork:
             except UniqueViolationError:
                 ...  # the outer transaction goes on
 
+        A block that catches a database error itself and ends normally is rolled back to the
+        savepoint too, and raises :class:`~herorepo.TransactionError`.
+
         Raises:
-            TransactionError: the unit of work is not active.
+            TransactionError: the unit of work is not active, or its transaction failed.
         """
-        async with self.session.begin_nested():
+        session = self.session
+        tx = self._tx
+        assert tx is not None
+        if tx.failure is not None:
+            raise TransactionError(NEEDS_ROLLBACK) from tx.failure
+        nested = await _shielded(session.begin_nested())
+        try:
             yield
+        except BaseException:
+            await _leave_savepoint(nested, tx, failed=True)
+            raise
+        await _leave_savepoint(nested, tx, failed=False)
 
     async def _commit(self, session: AsyncSession) -> None:
         try:
             await session.commit()
         except PendingRollbackError as error:
-            raise TransactionError(
-                "Cannot commit: the transaction failed earlier (see the exception chain) and "
-                "was rolled back. Nothing of it was saved."
-            ) from error
+            failure = self._tx.failure if self._tx is not None else None
+            raise TransactionError(NEEDS_ROLLBACK) from (failure or error)
         except StaleDataError as error:
             raise ConcurrentUpdateError() from error
+
+
+def forbid_intermediate_commits(unit: UnitOfWork) -> UnitOfWork:
+    """Make ``unit`` refuse ``commit()`` in its block: what ``Database.run()`` runs may retry."""
+    unit._forbid_commit = True  # pyright: ignore[reportPrivateUsage]  # this module's own class
+    return unit
+
+
+async def _leave_savepoint(
+    nested: AsyncSessionTransaction, tx: TransactionState, *, failed: bool, joined: bool = False
+) -> None:
+    """End a savepoint: release it, or roll back to it after an error in its block.
+
+    A block that ends normally after a database error it caught is rolled back too, and raises:
+    its work must not be kept half done. A failure that a savepoint cannot undo (a deadlock, a
+    lost connection) is left for the outermost unit of work, which rolls back everything.
+    """
+    if not _still_open(nested):
+        return  # an outer rollback closed it already
+    failure = tx.failure
+    beyond_savepoints = failure is not None and tx.whole
+    inside = failure is not None and not tx.whole and tx.failed_at >= tx.depth
+    if failed or inside:
+        if not beyond_savepoints:
+            await _shielded(nested.rollback())
+        if not failed:
+            what = "unit of work, which joined an outer one," if joined else "savepoint block"
+            raise TransactionError(
+                f"The transaction failed earlier (see the chained error), and this {what} went "
+                "on without undoing it: its work was rolled back and is not saved."
+            ) from failure
+        return
+    if beyond_savepoints:
+        raise TransactionError(NEEDS_ROLLBACK) from failure
+    await _shielded(nested.commit())
+
+
+def _still_open(nested: AsyncSessionTransaction) -> bool:
+    """Whether the savepoint is still one of its session's, even if a failed flush deactivated it
+    (it then still needs its rollback)."""
+    sync = nested.sync_transaction
+    current = nested.session.sync_session.get_nested_transaction()
+    while current is not None:
+        if current is sync:
+            return True
+        current = current.parent
+    return False
+
+
+def _failed_at_exit(tx: TransactionState) -> str:
+    saved = (
+        "Only what its earlier commit() calls saved is kept."
+        if tx.commits
+        else "Nothing of it was saved."
+    )
+    return (
+        "The transaction failed earlier (see the chained error) and was rolled back when the "
+        f"unit of work ended. {saved}"
+    )
+
+
+async def _run_callbacks(callbacks: list[Callable[[], object]]) -> None:
+    errors: list[Exception] = []
+    for callback in callbacks:
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as error:
+            logger.error("herorepo: an on_commit callback failed", exc_info=error)
+            errors.append(error)
+    if errors:
+        raise AfterCommitError(errors, len(callbacks)) from errors[0]
 
 
 IsolationLevel = Literal["SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED"]
@@ -207,14 +485,9 @@ _LEVELS: dict[str, frozenset[str]] = {
     "mariadb": frozenset(get_args(IsolationLevel)),
 }
 
-# Set while a unit of work is open in this task, so that Database.run() can refuse to retry
-# half of an outer transaction. It carries no session: sessions are passed explicitly.
-_inside: ContextVar[bool] = ContextVar("herorepo_inside_unit_of_work", default=False)
-
-
-def inside_unit_of_work() -> bool:
-    """Whether the current task is inside an open unit of work."""
-    return _inside.get()
+# The unit of work open in this task, newest first through ``_previous``: what a unit of work
+# opened now would join. It carries the session only for that; repositories get it explicitly.
+_current: ContextVar[UnitOfWork | None] = ContextVar("herorepo_unit_of_work", default=None)
 
 
 def _begin_options(
@@ -234,6 +507,8 @@ def _begin_options(
                 f"database; choose one of: {', '.join(sorted(allowed))}."
             )
         options["isolation_level"] = isolation_level
+    if read_only:
+        options["postgresql_readonly" if name == "postgresql" else READ_ONLY_OPTION] = True
     if name == "sqlite":
         # A reader still begins at once, so that all its reads see one snapshot.
         options[SQLITE_BEGIN_OPTION] = "deferred" if read_only else "immediate"

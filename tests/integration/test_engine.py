@@ -206,8 +206,8 @@ async def test_a_session_inside_another_on_the_memory_database_says_why_it_waits
         await db.create_all(metadata)
         async with db.unit_of_work():
             with pytest.raises(PoolTimeoutError, match="in-memory SQLite database has a single"):
-                async with db.unit_of_work():
-                    pass
+                async with db.session() as session:  # a unit of work would join instead
+                    await session.connection()
 
 
 async def test_create_all_and_drop_all_take_a_metadata(backend: str) -> None:

@@ -5,7 +5,15 @@ from sqlalchemy import event
 from sqlalchemy.orm.exc import DetachedInstanceError
 from sqlmodel import select
 
-from herorepo import Database, InvalidLoadError, LazyLoadError, Repository, eager, joined
+from herorepo import (
+    Database,
+    DetachedLoadError,
+    InvalidLoadError,
+    LazyLoadError,
+    Repository,
+    eager,
+    joined,
+)
 
 from ..models import Hero, Power, Team
 from .helpers import seed
@@ -94,13 +102,17 @@ async def test_nested_chain_loads_every_level(db: Database) -> None:
 async def test_after_the_session_closes_unloaded_relationships_stay_unavailable(
     db: Database,
 ) -> None:
-    # Once the session is closed the object is detached: SQLAlchemy's own error names the
-    # attribute (herorepo's guard only sees objects that still have a session).
+    # Once the session is closed the object is detached: herorepo's DetachedLoadError (still a
+    # SQLAlchemy DetachedInstanceError, for code that catches that) names the attribute and fix.
     ids = await seed(db)
     async with db.unit_of_work() as uow:
         hero = await uow.repository(Hero).get_one(ids["Deadpond"])
-    with pytest.raises(DetachedInstanceError, match="attribute 'team'"):
+    with pytest.raises(
+        DetachedInstanceError, match=r"Hero\.team was not loaded.*load=\[Hero\.team\]"
+    ):
         _ = hero.team
+    with pytest.raises(DetachedLoadError, match="unit of work that read this Hero has ended"):
+        _ = hero.powers
 
 
 async def test_dotted_names_resolve_from_the_model(db: Database) -> None:

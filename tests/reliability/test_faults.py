@@ -55,7 +55,8 @@ async def test_pool_exhaustion_is_a_clear_error_within_the_timeout(
             await holder.repository(Team).count()  # holds the only connection
             started = time.monotonic()
             with pytest.raises(PoolTimeoutError, match=r"within 0\.3 s \(pool_size=1"):
-                async with small.unit_of_work() as starved:
+                # independent: a second connection (read-only: SQLite's write lock is held)
+                async with small.unit_of_work(independent=True, read_only=True) as starved:
                     await starved.repository(Team).count()
             assert time.monotonic() - started < 3
             figures.add("faults: pool exhausted")
@@ -135,42 +136,41 @@ async def test_killed_idle_pooled_connections_are_replaced(
 
 async def test_statement_timeout(server_db: Database, figures: Figures) -> None:
     db = server_db
-    limit = (
-        "SET LOCAL statement_timeout = 100"
+    # Limits that end with the transaction or the statement: a session setting would stay on
+    # the pooled connection for the tests after this one.
+    statements = (
+        ["SET LOCAL statement_timeout = 100", SLEEP["postgresql"]]
         if db.backend == "postgresql"
-        else "SET SESSION max_statement_time = 0.1"
+        else ["SET STATEMENT max_statement_time = 0.1 FOR SELECT SLEEP(5)"]
     )
     with pytest.raises(StatementTimeoutError, match="ran past its time limit"):
         async with db.unit_of_work() as uow:
-            await uow.session.exec(text(limit))  # type: ignore[call-overload]
-            await uow.session.exec(text(SLEEP[db.backend]))  # type: ignore[call-overload]
+            for statement in statements:
+                await uow.session.exec(text(statement))  # type: ignore[call-overload]
     figures.add("faults: statement timeout")
-    if db.backend == "mysql":  # a session setting: reset it on the pooled connection
-        async with db.engine.connect() as connection:
-            await connection.exec_driver_sql("SET SESSION max_statement_time = 0")
 
 
 async def test_lock_timeout_is_transient(server_db: Database, figures: Figures) -> None:
     db = server_db
     async with db.unit_of_work() as uow:
         team = await uow.repository(Team).create({"name": "Locked"})
-    limit = (
-        "SET LOCAL lock_timeout = '100ms'"
-        if db.backend == "postgresql"
-        else "SET SESSION innodb_lock_wait_timeout = 1"
+    # The waiter has a pool of its own whose sessions wait briefly: a session setting changed on
+    # the shared pool would stay with its connection for later tests.
+    name = "postgres" if db.backend == "postgresql" else "mysql"
+    quick = (
+        {"server_settings": {"lock_timeout": "100"}}
+        if name == "postgres"
+        else {"init_command": "SET SESSION innodb_lock_wait_timeout = 1"}
     )
-    async with db.unit_of_work() as holder:
-        await holder.repository(Team).update(team.id, {"headquarters": "held"})
-        with pytest.raises(LockTimeoutError):
-            async with db.unit_of_work() as waiter:
-                await waiter.session.exec(text(limit))  # type: ignore[call-overload]
-                await waiter.repository(Team).update_many(
-                    Team.id == team.id, values={"headquarters": "waited"}
-                )
+    async with Database(backend_url(name), connect_args=quick) as waiter_db:
+        async with db.unit_of_work() as holder:
+            await holder.repository(Team).update(team.id, {"headquarters": "held"})
+            with pytest.raises(LockTimeoutError):
+                async with waiter_db.unit_of_work() as waiter:
+                    await waiter.repository(Team).update_many(
+                        Team.id == team.id, values={"headquarters": "waited"}
+                    )
     figures.add("faults: lock wait timeout")
-    if db.backend == "mysql":
-        async with db.engine.connect() as connection:
-            await connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 30")
     async with db.session() as session:
         stored = await Repository(session, Team).get_one(team.id)
     assert stored.headquarters == "held"
@@ -194,12 +194,14 @@ async def test_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
 
 async def test_sqlite_busy_past_the_timeout_is_transient(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"
-    async with Database(url, EngineConfig(sqlite_busy_timeout=0.1)) as db:
+    config = EngineConfig(sqlite_busy_timeout=0.1)
+    # Another process's database, as it were: herorepo refuses a second writer of its own at once.
+    async with Database(url, config) as db, Database(url, config) as other:
         await db.create_all(Team.metadata)
         async with db.unit_of_work() as holder:
             await holder.repository(Team).create({"name": "Holder"})
             with pytest.raises(DatabaseBusyError, match="Run the whole unit of work again"):
-                async with db.unit_of_work() as blocked:
+                async with other.unit_of_work() as blocked:
                     await blocked.repository(Team).create({"name": "Blocked"})
 
 

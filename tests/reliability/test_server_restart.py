@@ -59,7 +59,7 @@ async def fill_pool(db: Database) -> None:
     """Use every pooled connection at once, so that all of them idle in the pool afterwards."""
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(POOL_SIZE):
-            uow = await stack.enter_async_context(db.unit_of_work())
+            uow = await stack.enter_async_context(db.unit_of_work(independent=True))
             await uow.repository(Team).count()
     assert db.pool_stats().idle == POOL_SIZE
 

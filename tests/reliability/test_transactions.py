@@ -16,7 +16,6 @@ from herorepo import (
     Repository,
     RetriesExhaustedError,
     RetryPolicy,
-    TransactionError,
     UniqueViolationError,
     UnitOfWork,
 )
@@ -84,13 +83,20 @@ async def test_run_does_not_retry_other_errors(db: Database) -> None:
     assert calls == 1
 
 
-async def test_run_refuses_to_retry_inside_an_open_unit_of_work(db: Database) -> None:
-    async def work(uow: UnitOfWork) -> None:
-        raise AssertionError("must not run")
+async def test_run_inside_an_open_unit_of_work_runs_once_and_does_not_retry(db: Database) -> None:
+    calls = 0
 
-    async with db.unit_of_work():
-        with pytest.raises(TransactionError, match="inside an open unit of work"):
+    async def work(uow: UnitOfWork) -> None:
+        nonlocal calls
+        calls += 1
+        assert uow.joined
+        raise DeadlockError()
+
+    async with db.unit_of_work() as outer:
+        with pytest.raises(DeadlockError):
             await db.run(work)
+        assert calls == 1  # only the outermost unit of work can run it all again
+        await outer.rollback()
     await db.run(lambda uow: uow.repository(Team).count())
 
 
@@ -174,7 +180,7 @@ async def test_a_lost_update_raises_instead_of_overwriting(write_db: Database) -
     async with write_db.unit_of_work() as stale_uow:
         stale = await stale_uow.repository(Account).get_one(account.id)
         await stale_uow.commit()  # the read's transaction ends; the object stays
-        async with write_db.unit_of_work() as other:
+        async with write_db.unit_of_work(independent=True) as other:
             await other.repository(Account).update(account.id, {"balance": 20})
         with pytest.raises(ConcurrentUpdateError, match="changed or deleted by someone else"):
             await stale_uow.repository(Account).update(stale, {"balance": 5})
