@@ -17,14 +17,17 @@ share it. It sits in the session's ``info`` and, while a transaction is open, on
 that runs it, so the hooks below see every statement: a repository's, a flush's, and the ones
 users send on ``uow.session`` or on its connection.
 
-* ``before_cursor_execute`` refuses a statement when the unit of work has ended, has failed
-  (until it is rolled back, or the savepoint that failed is), or is running another task's
-  statement right now: one unit of work is one session, for one task at a time.
+* ``before_execute`` refuses a statement when the unit of work has ended, has failed (until it
+  is rolled back, or the savepoint that failed is), or is running another task's statement right
+  now: one unit of work is one session, for one task at a time. Session events refuse the same
+  earlier still, before a flush or an ORM statement starts.
 * ``handle_error`` marks it failed. An error inside a savepoint fails only that savepoint,
   which its block rolls back; a deadlock, a serialization failure or a lost connection fails the
   whole transaction, because the server may already have rolled all of it back (MariaDB does).
-* Session events follow the outermost COMMIT and ROLLBACK: a COMMIT of a failed transaction, or
-  an early one inside :meth:`Database.run <herorepo.Database.run>`, is refused.
+* Session events follow the transactions and savepoints of the session: a rolled-back savepoint
+  undoes the failure inside it and drops its ``on_commit`` callbacks, a released one hands both
+  to its parent; a COMMIT of a failed transaction, or an early one inside
+  :meth:`Database.run <herorepo.Database.run>`, is refused.
 
 A failed COMMIT ends the transaction on every connection, with or without a unit of work: the
 ``commit`` hook below rolls the connection back (SQLite keeps a transaction whose COMMIT a

@@ -119,6 +119,24 @@ def make_app(database: Database | None, notes: list[str]) -> FastAPI:
         if commit:
             await session.commit()
 
+    async def add_audit_row(database: Database, name: str) -> None:
+        """A service function with a unit of work of its own: inside a request, it joins."""
+        async with database.unit_of_work() as uow:
+            await uow.repository(Item).create({"name": f"{name}-audit"})
+
+    @app.post("/compose/")
+    async def compose(data: ItemCreate, items: Items, database: DatabaseDep, fail: bool = False):  # type: ignore[no-untyped-def]
+        await items.create(data)
+        await add_audit_row(database, data.name)
+        if fail:
+            raise HTTPException(status_code=400, detail="refused after both writes")
+        return {"status": "created"}
+
+    @app.post("/on-commit/")
+    async def after_commit(data: ItemCreate, items: Items, uow: UnitOfWorkDep) -> None:
+        uow.on_commit(lambda: notes.append(f"committed {data.name}"))
+        uow.session.add(Item(name=data.name))  # flushed, and maybe refused, by the commit
+
     @app.post("/notify/{item_id}")
     async def notify(item_id: int, database: DatabaseDep, tasks: BackgroundTasks) -> None:
         async def task() -> None:  # its own session: the request's is closed by now
@@ -182,6 +200,30 @@ async def names(db: Database) -> list[str]:
     async with db.engine.connect() as connection:
         rows = await connection.execute(select(Item.__table__.c.name).order_by("name"))  # type: ignore[attr-defined]
         return [row[0] for row in rows]
+
+
+# --- composition --------------------------------------------------------------------------------
+
+
+async def test_a_service_unit_of_work_joins_the_request(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    response = await client.post("/compose/", json={"name": "kept"})
+    assert response.status_code == 200, response.text
+    assert await names(db) == ["kept", "kept-audit"]
+    response = await client.post("/compose/", params={"fail": "true"}, json={"name": "undone"})
+    assert response.status_code == 400
+    assert await names(db) == ["kept", "kept-audit"]  # the service's write went with the request
+
+
+async def test_on_commit_runs_before_the_response_and_only_after_a_commit(
+    client: httpx.AsyncClient, db: Database, notes: list[str]
+) -> None:
+    assert (await client.post("/on-commit/", json={"name": "once"})).status_code == 200
+    assert notes == ["committed once"]
+    response = await client.post("/on-commit/", json={"name": "once"})  # refused by the COMMIT
+    assert response.status_code == 409
+    assert notes == ["committed once"]
 
 
 # --- lifespan ------------------------------------------------------------------------------------

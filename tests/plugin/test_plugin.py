@@ -51,6 +51,28 @@ async def rows(db):
         return [item.name for item in (await session.exec(select(Item))).all()]
 
 
+async def test_units_of_work_compose_inside_the_test(herorepo_db):
+    async def add(name):  # code under test with a unit of work of its own
+        async with herorepo_db.unit_of_work() as uow:
+            await uow.repository(Item).create({"name": name})
+
+    with pytest.raises(KeyError):
+        async with herorepo_db.unit_of_work():
+            await add("inner")
+            raise KeyError("undo both")
+    assert await rows(herorepo_db) == []
+    async with herorepo_db.unit_of_work() as outer:
+        await add("inner")
+        assert outer.repository(Item) is not None
+    assert await rows(herorepo_db) == ["inner"]
+
+
+async def test_code_under_test_sees_the_fixture_unit_of_work(herorepo_db, herorepo_uow):
+    async with herorepo_db.unit_of_work() as uow:
+        await uow.repository(Item).create({"name": "x"})
+    assert await herorepo_uow.repository(Item).count() == 1
+
+
 async def test_first_commits(herorepo_db):
     assert await rows(herorepo_db) == []
     async with herorepo_db.unit_of_work() as uow:
@@ -165,7 +187,7 @@ async def test_rolls_back_each_test_and_drops_its_tables(
     url = run_url(pytester, backend)
     result = pytester.runpytest_subprocess("--herorepo-url", url, "-v")
     # The leak test passes its body and errors at teardown; everything else passes.
-    result.assert_outcomes(passed=10, errors=1)
+    result.assert_outcomes(passed=12, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_leaves_a_connection_checked_out*",

@@ -17,6 +17,7 @@ from herorepo import (
     AfterCommitError,
     ConflictError,
     Database,
+    DeadlockError,
     EngineConfig,
     ForeignKeyViolationError,
     HeroRepoError,
@@ -131,6 +132,58 @@ async def test_a_savepoint_contains_the_error(db: Database, path: str) -> None:
                 await FAILURES[path](uow, ids)
         await uow.repository(Team).create({"name": "after"})
     assert sorted(await team_names(db)) == ["A", "B", "after", "kept"]
+
+
+async def test_a_savepoint_that_swallowed_an_error_is_rolled_back(db: Database) -> None:
+    ids = await _seed_for_failures(db)
+    async with db.unit_of_work() as uow:
+        with pytest.raises(TransactionError, match="failed earlier"):
+            async with uow.savepoint():
+                await uow.repository(Team).create({"name": "undone"})
+                try:
+                    await _update_by_key(uow, ids)
+                except ConflictError:
+                    pass  # caught inside the savepoint, which then ends "normally"
+        await uow.repository(Team).create({"name": "after"})
+    assert sorted(await team_names(db)) == ["A", "B", "after"]
+
+
+async def test_a_deadlock_inside_a_savepoint_fails_the_whole_unit_of_work(
+    server_db: Database,
+) -> None:
+    db = server_db
+    ids = await seed_teams(db, "x", "y")
+    locked = [asyncio.Event(), asyncio.Event()]
+    attempts = {"xy": 0, "yx": 0}
+    refused: list[str] = []
+
+    def transfer(name: str, first: int, second: int, mine: int):  # type: ignore[no-untyped-def]
+        async def work(uow: UnitOfWork) -> None:
+            attempts[name] += 1
+            teams = uow.repository(Team)
+            await teams.update(first, {"headquarters": name})
+            if attempts[name] == 1:
+                locked[mine].set()
+                await locked[1 - mine].wait()
+            try:
+                async with uow.savepoint():
+                    await teams.update(second, {"headquarters": name})
+            except DeadlockError:
+                # No savepoint undoes a deadlock: the server may have rolled back everything.
+                with pytest.raises(TransactionError, match="failed earlier"):
+                    await teams.count()
+                refused.append(name)
+                raise
+
+        return work
+
+    policy = RetryPolicy(attempts=3, base_delay=0.01)
+    await asyncio.gather(
+        db.run(transfer("xy", ids["x"], ids["y"], 0), retry=policy),
+        db.run(transfer("yx", ids["y"], ids["x"], 1), retry=policy),
+    )
+    assert len(refused) == 1
+    assert sorted(attempts.values()) == [1, 2]
 
 
 async def test_rollback_recovers_a_failed_unit_of_work(db: Database) -> None:

@@ -11,7 +11,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from typing_extensions import assert_type
 
 from herorepo import (
+    AfterCommitError,
     Database,
+    DetachedLoadError,
+    LazyLoadError,
+    ReadOnlyTransactionError,
+    TransactionError,
     EngineConfig,
     FilterQuery,
     FilterSet,
@@ -82,6 +87,14 @@ async def check(db: Database, session: AsyncSession) -> None:
         assert_type(uow, UnitOfWork)
         assert_type(uow.session, AsyncSession)
         assert_type(uow.repository(Hero), Repository[Hero])
+        assert_type(uow.joined, bool)
+        assert_type(uow.on_commit(lambda: None), None)
+
+        async def notify() -> None: ...
+
+        uow.on_commit(notify)  # an async callback is awaited after the commit
+        async with db.unit_of_work(independent=True) as audit:
+            assert_type(audit, UnitOfWork)
         assert_type(await uow.repository(Hero).get_one(1), Hero)
         async with uow.savepoint():
             pass
@@ -136,3 +149,9 @@ async def check_scaling_out() -> None:
     async with db.unit_of_work(read_only=True) as uow:
         assert_type(uow, UnitOfWork)
     assert_type(EngineConfig(pgbouncer=True).pgbouncer, bool)
+
+
+def check_errors(after: AfterCommitError, read_only: ReadOnlyTransactionError) -> None:
+    assert_type(after.errors, list[Exception])
+    _: TransactionError = read_only
+    __: LazyLoadError = DetachedLoadError("Hero.team was not loaded")
