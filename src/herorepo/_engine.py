@@ -191,7 +191,8 @@ class MemorySqlitePool(HeroRepoPool):
                 "An in-memory SQLite database has a single connection, and another session or "
                 f"unit of work held it for more than {self.timeout():g} s. Close one before "
                 "opening the next (a plain session opened inside another in the same task waits "
-                "for itself), or use a file database (sqlite+aiosqlite:///app.db) for concurrent work."
+                "for itself), or use a file database (sqlite+aiosqlite:///app.db) for "
+                "concurrent work."
             ) from None
 
 
