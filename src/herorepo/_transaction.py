@@ -14,16 +14,19 @@
 
 A :class:`TransactionState` belongs to one outermost unit of work; units of work that join it
 share it. It sits in the session's ``info`` and, while a transaction is open, on the connection
-that runs it, so the hooks below see every statement: a repository's, a flush's, and the ones
-users send on ``uow.session`` or on its connection.
+that runs it, so the hooks below see every operation: a repository's, a flush's, and the ones
+users send on ``uow.session``.
 
-* ``before_execute`` refuses a statement when the unit of work has ended, has failed (until it
-  is rolled back, or the savepoint that failed is), or is running another task's statement right
-  now: one unit of work is one session, for one task at a time. Session events refuse the same
-  earlier still, before a flush or an ORM statement starts.
-* ``handle_error`` marks it failed. An error inside a savepoint fails only that savepoint,
-  which its block rolls back; a deadlock, a serialization failure or a lost connection fails the
-  whole transaction, because the server may already have rolled all of it back (MariaDB does).
+* Before each query and each flush (``do_orm_execute``, ``before_flush``) it refuses to go on
+  when the unit of work has ended, has failed (until it is rolled back, or the savepoint that
+  failed is), or is in the middle of another task's operation: one unit of work is one session,
+  for one task at a time. (An operation under way is a live greenlet: SQLAlchemy runs each async
+  session call in a greenlet of its own, which ends when the call does.)
+* ``handle_error``, which sees every failed statement on the connection, even one sent on
+  ``await uow.session.connection()`` directly, marks it failed. An error inside a savepoint
+  fails only that savepoint, which its block rolls back; a deadlock, a serialization failure or
+  a lost connection fails the whole transaction, because the server may already have rolled all
+  of it back (MariaDB does).
 * Session events follow the transactions and savepoints of the session: a rolled-back savepoint
   undoes the failure inside it and drops its ``on_commit`` callbacks, a released one hands both
   to its parent; a COMMIT of a failed transaction, or an early one inside
@@ -41,8 +44,8 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import greenlet
 from sqlalchemy import event
-from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause
 
 from ._errors import (
     ConnectionLostError,
@@ -72,7 +75,6 @@ TX_KEY = "herorepo_transaction"
 """Key of the :class:`TransactionState` in a session's ``info``."""
 
 _ON_CONNECTION = "herorepo_transaction"  # attribute of the Connection that runs it
-_COMMITTING = "herorepo_committing"  # set on a Connection while its COMMIT runs
 
 Callback = Callable[[], object]
 
@@ -117,6 +119,7 @@ class TransactionState:
         "final",
         "forbid_commit",
         "read_only",
+        "read_only_joins",
         "shares_connection",
         "state",
         "whole",
@@ -125,6 +128,7 @@ class TransactionState:
     def __init__(self, *, read_only: bool = False, forbid_commit: bool = False) -> None:
         self.state = State.NOT_BEGUN
         self.read_only = read_only
+        self.read_only_joins = 0  # open joined units of work that asked for read_only=True
         self.forbid_commit = forbid_commit  # inside Database.run(): only the final COMMIT
         self.final = False  # the unit of work's own COMMIT at the end of its block
         self.commits = 0
@@ -135,7 +139,9 @@ class TransactionState:
         self._released: SessionTransaction | None = None  # the savepoint being released
         self._callbacks: list[list[Callback]] = [[]]  # one list per level, the outermost first
         self.done_callbacks: list[Callback] = []  # committed, not yet run
-        self._busy: asyncio.Task[Any] | None = None
+        # The greenlet of the session operation (a flush, a query) that ran last: while it is
+        # alive, that operation is still under way, awaiting the database.
+        self._busy: greenlet.greenlet | None = None
         self.shares_connection = False  # the session is bound to a connection that outlives it
         self._shared: list[Connection] = []
 
@@ -171,7 +177,7 @@ class TransactionState:
         """
         while True:
             busy = self._busy
-            if busy is None or busy is _current_task() or busy.done():
+            if busy is None or busy.dead or busy is greenlet.getcurrent():
                 return
             await asyncio.sleep(0.001)
 
@@ -239,30 +245,24 @@ class TransactionState:
             self.whole = True
             self.failed_at = 0
 
-    def statement(self, statement: object) -> None:
-        """Admit ``statement`` (a clause, or SQL text) or raise."""
-        task = _current_task()
+    def admit(self) -> None:
+        """Admit a session operation (a query, a flush), or raise: see the module docstring."""
         if self.state is State.CLOSED:
             raise TransactionError(
-                "This unit of work has ended; its session cannot run statements any more. Open "
-                "a new one: async with db.unit_of_work() as uow."
+                "This unit of work has ended, and its session and repositories with it. Open a "
+                "new unit of work (async with db.unit_of_work() as uow) and get a repository "
+                "from it."
             )
-        busy = self._busy
-        if busy is not None and busy is not task and not busy.done():
-            error = TransactionError(CONCURRENT_USE)
-            self.fail(error)
-            raise error
+        current = greenlet.getcurrent()
+        if current.parent is not None:  # an async call's greenlet (not an attribute access)
+            busy = self._busy
+            if busy is not None and busy is not current and not busy.dead:
+                error = TransactionError(CONCURRENT_USE)
+                self.fail(error)
+                raise error
+            self._busy = current
         if self.failure is not None:
-            if isinstance(statement, RollbackToSavepointClause):
-                if self.whole:
-                    raise self.failure  # no savepoint can undo it: the unit of work must
-            elif not isinstance(statement, ReleaseSavepointClause):
-                raise TransactionError(NEEDS_ROLLBACK) from self.failure
-        self._busy = task
-
-    def statement_done(self) -> None:
-        if self._busy is _current_task():
-            self._busy = None
+            raise TransactionError(NEEDS_ROLLBACK) from self.failure
 
     # --- savepoints, as the session opens and ends them --------------------------------------
 
@@ -298,13 +298,6 @@ class TransactionState:
             self.failure = None
             self.failed_at = 0
             self.state = State.ACTIVE
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running loop: a synchronous engine
-        return None
 
 
 def session_state(session: Session) -> TransactionState | None:
@@ -361,13 +354,17 @@ def refuse_if_failed(session: Session) -> None:
 
 
 def before_execute(orm_execute_state: ORMExecuteState) -> None:
-    refuse_if_failed(orm_execute_state.session)
+    state = session_state(orm_execute_state.session)
+    if state is not None:
+        state.admit()
 
 
 def before_flush(session: Session, flush_context: object, instances: object) -> None:
-    refuse_if_failed(session)
     state = session_state(session)
-    if state is None or not state.read_only:
+    if state is None:
+        return
+    state.admit()
+    if not (state.read_only or state.read_only_joins):
         return
     changed = [*session.new, *session.dirty, *session.deleted]
     if changed:
@@ -391,40 +388,15 @@ def install_session_hooks(session_class: type[Session]) -> None:
 # --- connection hooks (installed on every engine herorepo builds) -------------------------------
 
 
-def _before_execute(connection: Connection, statement: object, *args: Any) -> None:
-    # before_execute, not before_cursor_execute: it runs before SQLAlchemy's error handling, so
-    # a refusal reaches the caller as it is, never wrapped in a StatementError.
-    state: TransactionState | None = getattr(connection, _ON_CONNECTION, None)
-    if state is not None:
-        state.statement(statement)
-
-
-def _after_execute(connection: Connection, *args: Any) -> None:
-    state: TransactionState | None = getattr(connection, _ON_CONNECTION, None)
-    if state is not None:
-        state.statement_done()
-
-
-def _on_commit(connection: Connection) -> None:
-    setattr(connection, _COMMITTING, True)
-
-
-def _on_begin(connection: Connection) -> None:
-    if getattr(connection, _COMMITTING, False):
-        setattr(connection, _COMMITTING, False)
-
-
 def _handle_error(context: ExceptionContext) -> None:
     connection = context.connection
     if connection is None or getattr(context, "is_pre_ping", False):
         return
-    if context.statement is None and getattr(connection, _COMMITTING, False):
-        setattr(connection, _COMMITTING, False)
+    if context.statement is None:
         _end_after_failed_commit(context)
     state: TransactionState | None = getattr(connection, _ON_CONNECTION, None)
     if state is None:
         return
-    state.statement_done()
     original = context.original_exception
     if isinstance(original, TransactionError):
         return  # herorepo's own refusal, already accounted for
@@ -435,12 +407,28 @@ def _handle_error(context: ExceptionContext) -> None:
     state.fail(error, whole=context.statement is None)
 
 
+def _skip_futile_savepoint_rollback(cursor: Any, statement: str, *args: Any) -> bool:
+    """``do_execute`` hook: skip ROLLBACK TO SAVEPOINT after a failure no savepoint can undo.
+
+    After a deadlock MariaDB has rolled back the whole transaction, savepoints included, and the
+    statement would fail with "SAVEPOINT does not exist", hiding the deadlock behind that error.
+    The outermost unit of work rolls everything back instead (on every backend alike).
+    """
+    if not statement.startswith("ROLLBACK TO SAVEPOINT"):
+        return False
+    context = args[-1]
+    state: TransactionState | None = getattr(context.root_connection, _ON_CONNECTION, None)
+    return state is not None and state.whole and state.failure is not None
+
+
 def _end_after_failed_commit(context: ExceptionContext) -> None:
     """Make sure a COMMIT that failed leaves no transaction open on the connection.
 
-    PostgreSQL ends a transaction whose COMMIT fails; SQLite does not (a deferred constraint, a
-    busy database), and SQLAlchemy then returns the connection to the pool without a rollback,
-    write lock and all. A ROLLBACK here ends it; if even that fails, the connection is discarded.
+    An error with no statement comes from COMMIT, ROLLBACK or BEGIN. PostgreSQL ends a
+    transaction whose COMMIT fails; SQLite does not (a deferred constraint, a busy database), and
+    SQLAlchemy then returns the connection to the pool without a rollback, write lock and all. A
+    ROLLBACK here ends it (after a failed ROLLBACK or BEGIN it does no harm); if even that fails,
+    the connection is discarded.
     """
     if context.is_disconnect or not isinstance(context.original_exception, Exception):
         return  # discarded anyway
@@ -452,9 +440,13 @@ def _end_after_failed_commit(context: ExceptionContext) -> None:
 
 
 def install_connection_hooks(engine: Engine) -> None:
-    """Install the hooks above on ``engine``; call after installing the error translator."""
-    event.listen(engine, "before_execute", _before_execute)
-    event.listen(engine, "after_execute", _after_execute)
-    event.listen(engine, "commit", _on_commit)
-    event.listen(engine, "begin", _on_begin)
+    """Install the hooks above on ``engine``; call after installing the error translator.
+
+    Only dialect events (``handle_error``, ``do_execute``): a connection event
+    (``before_execute``, ``commit``) would put every statement of the engine on SQLAlchemy's
+    slower path with events, which measurably slowed a unit of work down; the session hooks see
+    every operation anyway.
+    """
     event.listen(engine, "handle_error", _handle_error)
+    event.listen(engine, "do_execute_no_params", _skip_futile_savepoint_rollback)
+    event.listen(engine, "do_execute", _skip_futile_savepoint_rollback)

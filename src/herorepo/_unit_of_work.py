@@ -72,7 +72,9 @@ class UnitOfWork:
       that error, and leaving the block rolls back and raises it. ``rollback()`` recovers.
     * ``savepoint()`` opens a SAVEPOINT: an exception inside it undoes only that block.
     * A unit of work opened inside another of the same database, in the same task, joins it as a
-      savepoint; only the outermost commits. ``independent=True`` gives it its own transaction.
+      savepoint; only the outermost commits. It shares the outer transaction's isolation level
+      (asking for another one raises); with ``read_only=True`` its flushes are refused.
+      ``independent=True`` gives it its own transaction.
     * ``commit()`` and ``rollback()`` end the current transaction early; the next statement
       starts a new one with the same isolation level and read-only mode.
     * ``on_commit(callback)`` runs ``callback`` once the COMMIT that made the work durable has
@@ -231,6 +233,10 @@ class UnitOfWork:
             raise TransactionError(NEEDS_ROLLBACK) from outer._tx.failure
         self._session, self._tx, self._root = outer._session, outer._tx, root
         self._savepoint = await _shielded(self._session.begin_nested())
+        if self._read_only:
+            # Its flushes are refused; the database cannot refuse raw SQL in a writer's
+            # transaction.
+            self._tx.read_only_joins += 1
 
     def _check_independent(self, outer: UnitOfWork) -> None:
         bind = self._sessionmaker.kw.get("bind")
@@ -287,6 +293,8 @@ class UnitOfWork:
         self._phase = _Phase.ENDED
         self._forget()
         if self._savepoint is not None:
+            if self._read_only:
+                tx.read_only_joins -= 1
             await _leave_savepoint(self._savepoint, tx, failed=exc_type is not None, joined=True)
             return
         callbacks: list[Callable[[], object]] = []

@@ -421,4 +421,4 @@ async def test_background_task_never_uses_the_request_session(
     created = (await client.post("/items/", json={"name": "anvil"})).json()
     assert (await client.post(f"/notify-wrongly/{created['id']}")).status_code == 200
     [note] = notes
-    assert note.startswith("refused: This repository's session is closed")
+    assert note.startswith("refused: This unit of work has ended, and its session and repositories")

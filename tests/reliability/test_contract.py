@@ -296,6 +296,17 @@ async def test_an_inner_unit_of_work_keeps_the_outer_isolation_level(server_db: 
                 pass
 
 
+async def test_a_read_only_unit_of_work_joined_to_a_writer_refuses_writes(db: Database) -> None:
+    async with db.unit_of_work() as uow:
+        await uow.repository(Team).create({"name": "outer"})
+        with pytest.raises(ReadOnlyTransactionError, match="read_only=True"):
+            async with db.unit_of_work(read_only=True) as reader:
+                assert await reader.repository(Team).count() == 1
+                await reader.repository(Team).create({"name": "refused"})
+        await uow.repository(Team).create({"name": "outer 2"})
+    assert sorted(await team_names(db)) == ["outer", "outer 2"]
+
+
 async def test_an_independent_unit_of_work_commits_on_its_own(server_db: Database) -> None:
     db = server_db
     with pytest.raises(Boom):
