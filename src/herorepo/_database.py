@@ -100,7 +100,10 @@ class Database:
 
     def _route(self, replicas: Replicas, connect_args: Mapping[str, Any] | None) -> Router:
         if not isinstance(replicas, Replicas):
-            raise ConfigurationError(f"replicas must be a Replicas(...), got {replicas!r}.")
+            raise ConfigurationError(  # not the value: it may hold passwords
+                "replicas must be a Replicas(...), e.g. replicas=Replicas(['postgresql://app@"
+                f"replica/app']), got a {type(replicas).__name__}."
+            )
         if self.backend != "postgresql":
             raise ConfigurationError(
                 f"Read replicas are supported on PostgreSQL only; {self.safe_url!r} is "

@@ -39,7 +39,7 @@ from sqlalchemy import text
 
 from ._errors import ConfigurationError, ConnectionLostError
 from ._unit_of_work import UnitOfWork
-from ._url import redact
+from ._url import parse_url, redact
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -91,6 +91,15 @@ class Replicas:
     retry_after: float = 10.0
     timeout: float = 2.0
 
+    def __repr__(self) -> str:
+        # The dataclass repr would print each URL with its password.
+        urls = ", ".join(repr(_safe(url)) for url in self.urls)
+        return (
+            f"Replicas([{urls}], read_your_writes={self.read_your_writes!r}, "
+            f"max_lag={self.max_lag!r}, check_interval={self.check_interval!r}, "
+            f"retry_after={self.retry_after!r}, timeout={self.timeout!r})"
+        )
+
     def __post_init__(self) -> None:
         given: object = self.urls
         if isinstance(given, str) or not isinstance(given, Sequence):
@@ -102,6 +111,14 @@ class Replicas:
             _check_seconds("read_your_writes", self.read_your_writes, hint=' or "lsn"')
         for name in ("max_lag", "check_interval", "retry_after", "timeout"):
             _check_seconds(name, getattr(self, name))
+
+
+def _safe(url: str | URL) -> str:
+    """``url`` with its password hidden, or a placeholder when it does not parse."""
+    try:
+        return redact(parse_url(url))
+    except ConfigurationError:
+        return "<a URL that does not parse>"
 
 
 def _check_seconds(name: str, value: object, *, hint: str = "") -> None:

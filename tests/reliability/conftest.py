@@ -14,6 +14,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from herorepo import Database
+
+from ..conftest import backend_url
+
 _FIGURES: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
 
@@ -61,3 +65,19 @@ def markdown_table(figures: dict[str, Counter[str]]) -> str:
         cells = [str(figures[b][name]) if name in figures[b] else "" for b in backends]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def impatient_database(db: Database) -> Database:
+    """A second database on ``db``'s server whose sessions give up on a row lock quickly.
+
+    A pool of its own: a session setting changed on the shared pool would stay with its
+    connection for later tests. PostgreSQL waits 200 ms, MariaDB one second (its shortest).
+    """
+    if db.backend == "postgresql":
+        return Database(
+            backend_url("postgres"), connect_args={"server_settings": {"lock_timeout": "200"}}
+        )
+    return Database(
+        backend_url("mysql"),
+        connect_args={"init_command": "SET SESSION innodb_lock_wait_timeout = 1"},
+    )

@@ -33,6 +33,7 @@ from herorepo import (
 from ..conftest import backend_url, open_transactions
 from ..integration.helpers import team_names
 from ..models import Hero, Power, Team
+from .conftest import impatient_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -203,14 +204,7 @@ async def test_a_caught_lock_timeout_fails_the_unit_of_work(server_db: Database)
     # fail as it starts, before there is anything to catch.)
     db = server_db
     ids = await seed_teams(db, "A")
-    name = "postgres" if db.backend == "postgresql" else "mysql"
-    # A pool of its own, whose sessions wait briefly for a row lock.
-    quick = (
-        {"server_settings": {"lock_timeout": "200"}}
-        if name == "postgres"
-        else {"init_command": "SET SESSION innodb_lock_wait_timeout = 1"}
-    )
-    async with Database(backend_url(name), connect_args=quick) as waiter_db:
+    async with impatient_database(db) as waiter_db:
         async with db.unit_of_work() as holder:
             await holder.repository(Team).update(ids["A"], {"headquarters": "held"})
             with pytest.raises(TransactionError, match="failed earlier") as caught:

@@ -25,7 +25,7 @@ from herorepo import (
 from ..conftest import CONNECT_ARGS, backend_url, open_transactions
 from ..integration.helpers import team_names
 from ..models import Hero, Team
-from .conftest import Figures
+from .conftest import Figures, impatient_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -154,15 +154,7 @@ async def test_lock_timeout_is_transient(server_db: Database, figures: Figures) 
     db = server_db
     async with db.unit_of_work() as uow:
         team = await uow.repository(Team).create({"name": "Locked"})
-    # The waiter has a pool of its own whose sessions wait briefly: a session setting changed on
-    # the shared pool would stay with its connection for later tests.
-    name = "postgres" if db.backend == "postgresql" else "mysql"
-    quick = (
-        {"server_settings": {"lock_timeout": "100"}}
-        if name == "postgres"
-        else {"init_command": "SET SESSION innodb_lock_wait_timeout = 1"}
-    )
-    async with Database(backend_url(name), connect_args=quick) as waiter_db:
+    async with impatient_database(db) as waiter_db:
         async with db.unit_of_work() as holder:
             await holder.repository(Team).update(team.id, {"headquarters": "held"})
             with pytest.raises(LockTimeoutError):

@@ -60,3 +60,13 @@ def test_a_database_without_replicas_is_unchanged() -> None:
     assert len(with_replicas.engines) == 3
     assert repr(with_replicas) == f"Database({REPLICA!r}, replicas=2)"
     assert with_replicas.pool_stats().size == 15
+
+
+def test_replicas_never_show_a_password() -> None:
+    secret = "postgresql+asyncpg://app:s3cret@127.0.0.1:1/app"
+    replicas = Replicas([secret, "not a url"])
+    assert "s3cret" not in repr(replicas)
+    assert "app:***@127.0.0.1:1/app" in repr(replicas)
+    with pytest.raises(ConfigurationError, match="got a list") as caught:
+        Database(REPLICA, replicas=[secret])  # type: ignore[arg-type]
+    assert "s3cret" not in str(caught.value)
