@@ -343,7 +343,8 @@ def _non_optional(model: type[SQLModel], field: str) -> Any:
 
 def _bounded_int(name: str, values: list[str], low: int, high: int | None) -> int:
     text = values[-1] if values else ""
-    if not text.isdigit() or len(text) > 12:
+    # isdigit() alone admits "²" and other digits int() refuses; only ASCII digits are numbers here
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise InvalidFilterError(f"{name} must be a whole number, got {_shown(text)}.")
     number = int(text)
     if number < low or (high is not None and number > high):

@@ -47,6 +47,15 @@ async def test_get_many_keeps_the_order_given_and_skips_missing(db: Database) ->
         assert await heroes.get_many([]) == []
 
 
+async def test_get_many_takes_more_keys_than_a_statement_may_carry(db: Database) -> None:
+    # asyncpg refuses more than 32,767 parameters in one statement, SQLite 32,766.
+    ids = await seed(db)
+    wanted = [*range(-40_000, 0), ids["Deadpond"], ids["Rusty-Man"]]
+    async with db.session() as session:
+        found = await Repository(session, Hero).get_many(reversed(wanted))
+    assert [h.name for h in found] == ["Rusty-Man", "Deadpond"]
+
+
 async def test_find_returns_one_or_none_and_refuses_several(db: Database) -> None:
     await seed(db)
     async with db.session() as session:
