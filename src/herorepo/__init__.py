@@ -9,6 +9,7 @@ from ._engine import EngineConfig as EngineConfig
 from ._engine import create_engine as create_engine
 from ._engine import create_sessionmaker as create_sessionmaker
 from ._errors import AfterCommitError as AfterCommitError
+from ._errors import CannotConnectError as CannotConnectError
 from ._errors import CheckViolationError as CheckViolationError
 from ._errors import ConcurrentUpdateError as ConcurrentUpdateError
 from ._errors import ConfigurationError as ConfigurationError
@@ -55,6 +56,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "AfterCommitError",
+    "CannotConnectError",
     "CheckViolationError",
     "ConcurrentUpdateError",
     "ConfigurationError",

@@ -53,7 +53,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
-from ._errors import ConfigurationError, ConnectionLostError, PoolTimeoutError
+from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError
 from ._filters import sqlite_casefold, sqlite_like
 from ._session import GuardedSession
 from ._transaction import install_connection_hooks
@@ -213,8 +213,9 @@ def _connection_lost_on_connect_failure(invoke: Any) -> Any:
             return invoke(record)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else exc.strerror
-            raise ConnectionLostError(
-                f"Could not connect to the database server: {reason or exc}."
+            raise CannotConnectError(
+                f"Could not connect to the database server: {reason or exc}. Check the host and "
+                "port of the URL, and that the server is running."
             ) from exc
 
     return connect

@@ -26,6 +26,7 @@
      ├─ RetriesExhaustedError      a retried unit of work kept failing; carries the last error
      ├─ ConcurrentUpdateError      optimistic locking: the row changed since it was read
      ├─ ConnectionLostError        the server could not be reached, or dropped the connection
+ │   └─ CannotConnectError     no connection at all: unreachable, or the login was refused
      ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
      ├─ StatementTimeoutError      the server cancelled a statement that ran too long
      ├─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
@@ -47,6 +48,7 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 
 __all__ = [
     "AfterCommitError",
+    "CannotConnectError",
     "CheckViolationError",
     "ConcurrentUpdateError",
     "ConfigurationError",
@@ -312,6 +314,17 @@ class ConnectionLostError(HeroRepoError):
 
     The transaction did not commit (if the loss happened during COMMIT, its outcome is unknown
     to the client). The pool discards the broken connection; the next unit of work reconnects.
+    """
+
+
+class CannotConnectError(ConnectionLostError):
+    """No connection could be opened: the server is unreachable, or it refused the login.
+
+    The message says which (no answer, connection refused, unknown user or wrong password,
+    unknown database, a SQLite file that cannot be opened), never the password. Also a
+    :class:`ConnectionLostError`, so code that retries on a lost connection retries on this too.
+
+    .. versionadded:: 0.1.0
     """
 
 

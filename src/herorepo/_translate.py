@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._errors import (
+    CannotConnectError,
     CheckViolationError,
     ConflictError,
     ConnectionLostError,
@@ -233,6 +234,47 @@ def _operational(dialect_name: str, orig: BaseException) -> type[HeroRepoError] 
     return None
 
 
+# Why a connection could not be opened, from the code the server answered the login with.
+_LOGIN_REFUSED = "The database server refused the login: check the user name and password."
+_NO_DATABASE = "The database named in the URL does not exist on the server: create it first."
+_NO_ACCESS = "The user may not connect to the database named in the URL."
+_PG_CONNECT: dict[str, str] = {
+    "28000": _LOGIN_REFUSED,  # invalid_authorization_specification (no such role, pg_hba)
+    "28P01": _LOGIN_REFUSED,  # invalid_password
+    "3D000": _NO_DATABASE,  # invalid_catalog_name
+    "42501": _NO_ACCESS,  # insufficient_privilege (CONNECT revoked)
+    "53300": "The server has no connection slot left (too many connections).",
+}
+_MYSQL_CONNECT: dict[int, str] = {
+    1045: _LOGIN_REFUSED,  # access denied for user
+    1044: _NO_ACCESS,  # access denied to the database
+    1049: _NO_DATABASE,  # unknown database
+    1040: "The server has no connection slot left (too many connections).",
+    2003: "Could not connect to the database server: nothing answered at the URL's host and port.",
+    2005: "Could not connect to the database server: the URL's host name is unknown.",
+}
+
+
+def cannot_connect(dialect_name: str, orig: BaseException) -> CannotConnectError | None:
+    """The error for a failure to open a connection, or ``None`` if the code is not one."""
+    reason: str | None = None
+    if dialect_name == "postgresql":
+        reason = _PG_CONNECT.get(str(getattr(orig, "sqlstate", None) or ""))
+    elif dialect_name in ("mysql", "mariadb"):
+        args = getattr(orig, "args", ())
+        if args and isinstance(args[0], int):
+            reason = _MYSQL_CONNECT.get(args[0])
+    elif dialect_name == "sqlite" and (
+        str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_CANTOPEN")
+        or str(orig).startswith("unable to open database file")
+    ):
+        reason = (
+            "SQLite cannot open the database file: check that its directory exists and can be "
+            "written to."
+        )
+    return CannotConnectError(reason) if reason else None
+
+
 def classify(
     dialect_name: str, orig: BaseException, *, is_disconnect: bool = False
 ) -> HeroRepoError | None:
@@ -266,4 +308,8 @@ def translate_driver_error(context: ExceptionContext) -> HeroRepoError | None:
         return None  # a cancellation must stay what it is; herorepo's own errors are translated
     if getattr(context, "is_pre_ping", False):
         return None  # a failed pre-ping makes the pool reconnect; it must not become an error
+    if context.connection is None:  # opening a connection failed
+        refused = cannot_connect(context.dialect.name, original)
+        if refused is not None:
+            return refused
     return classify(context.dialect.name, original, is_disconnect=context.is_disconnect)
