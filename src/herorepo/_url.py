@@ -64,7 +64,7 @@ def parse_url(url: str | URL) -> URL:
             f"{_DRIVERS['postgresql'].example!r} or 'sqlite+aiosqlite:///:memory:'."
         )
     try:
-        return make_url(url.strip())
+        parsed = make_url(url.strip())
     except (ArgumentError, ValueError):
         # The text may hold a password, so it is neither shown nor chained.
         raise ConfigurationError(
@@ -73,6 +73,23 @@ def parse_url(url: str | URL) -> URL:
             f"{_DRIVERS['postgresql'].example!r}, {_DRIVERS['mysql'].example!r} or "
             f"{_DRIVERS['sqlite'].example!r}."
         ) from None
+    return _with_at_signs_in_password(parsed)
+
+
+def _with_at_signs_in_password(parsed: URL) -> URL:
+    """Read ``user:p@ss@host`` as the password ``p@ss``, not as the host ``ss@host``.
+
+    SQLAlchemy splits at the first ``@``; a host name never holds one, so the part of the "host"
+    up to its last ``@`` belongs to the password (which a URL should write ``%40``), or, with no
+    password, to the user name (``app@tenant@host``, as some hosted databases name users).
+    """
+    host = parsed.host or ""
+    if "@" not in host:
+        return parsed
+    rest, _, real_host = host.rpartition("@")
+    if parsed.password is not None:
+        return parsed.set(password=f"{parsed.password}@{rest}", host=real_host)
+    return parsed.set(username=f"{parsed.username or ''}@{rest}", host=real_host)
 
 
 def resolve_url(url: str | URL) -> tuple[URL, Backend]:

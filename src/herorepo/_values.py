@@ -17,6 +17,7 @@ import math
 import struct
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
@@ -327,13 +328,27 @@ def _fraction_problem(microsecond: int, backend: str, fsp: int | None) -> Proble
     )
 
 
+def _utc_range_problem(value: datetime) -> Problem:
+    # Stored as UTC: 0001-01-01 00:00 at UTC+5, say, is before year 1 in UTC.
+    try:
+        value.astimezone(dt_timezone.utc)
+    except OverflowError:
+        return (
+            "is out of range once converted to UTC, which the database stores (the years 1 to "
+            "9999); give a later or earlier instant"
+        )
+    return None
+
+
 def _datetime_check(timezone: bool, backend: str, fsp: int | None) -> Check:
     def check(value: Any) -> Problem:
         if not isinstance(value, datetime):
             return None
         aware = value.tzinfo is not None and value.utcoffset() is not None
-        return _zone_problem(aware, timezone, backend) or _fraction_problem(
-            value.microsecond, backend, fsp
+        return (
+            _zone_problem(aware, timezone, backend)
+            or (_utc_range_problem(value) if aware else None)
+            or _fraction_problem(value.microsecond, backend, fsp)
         )
 
     return check
@@ -349,7 +364,7 @@ def _utc_datetime_check(backend: str, fsp: int | None) -> Check:
                 "has no time zone, and SQLModel stores datetime fields as UTC instants; attach "
                 "one (value.replace(tzinfo=timezone.utc)) or annotate the field NaiveDatetime"
             )
-        return _fraction_problem(value.microsecond, backend, fsp)
+        return _utc_range_problem(value) or _fraction_problem(value.microsecond, backend, fsp)
 
     return check
 

@@ -118,6 +118,14 @@ async def write(db: Database, path: str, field: str, value: Any) -> int | None:
 @example(field_and_value=("at_plain", datetime(2024, 1, 1, 0, 0, 0, 1)), path="create")
 @example(field_and_value=("moment", datetime(2024, 1, 1, 12, tzinfo=UTC)), path="create")
 @example(field_and_value=("moment", datetime(2024, 1, 1, 12)), path="update")
+@example(
+    field_and_value=("moment", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))),
+    path="create",
+)
+@example(
+    field_and_value=("moment", datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=3)))),
+    path="update",
+)
 @example(field_and_value=("data", {"a": [1, 2.5, None, True], "b": {"c": "🦸"}}), path="create")
 @example(field_and_value=("data", {"a": (1, 2)}), path="update")
 @example(field_and_value=("data", 2**70), path="create")

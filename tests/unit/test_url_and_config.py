@@ -103,6 +103,16 @@ def test_password_never_in_repr_or_messages() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.parametrize("password", ["p@ss", "p@ss@word", "@start", "end@"])
+def test_an_unencoded_at_sign_stays_in_the_password(password: str) -> None:
+    db = Database(f"postgresql+asyncpg://app:{password}@db.example:5433/app")
+    assert (db.url.password, db.url.host, db.url.port) == (password, "db.example", 5433)
+    assert repr(db) == "Database('postgresql+asyncpg://app:***@db.example:5433/app')"
+    assert password not in db.safe_url
+    tenant = Database("postgresql+asyncpg://app@tenant@db.example/app")
+    assert (tenant.url.username, tenant.url.host) == ("app@tenant", "db.example")
+
+
 def test_from_env_reads_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///:memory:")
     assert Database.from_env().backend == "sqlite"
