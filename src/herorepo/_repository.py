@@ -211,9 +211,12 @@ class Repository(Generic[ModelT]):
             load: Relationships to load eagerly.
 
         Raises:
+            InvalidDataError: ``ident`` does not fit the primary key's type (``"abc"`` for an
+                integer key), on every backend.
             InvalidLoadError: ``load`` names something that is not a relationship.
         """
         options = eager(*load, model=self.model) if load else None
+        ident = self._checked_key(ident)
         async with self._guard():
             return await self.session.get(
                 self.model, ident, options=options, populate_existing=bool(load)
@@ -242,7 +245,7 @@ class Repository(Generic[ModelT]):
         Raises:
             InvalidLoadError: ``load`` names something that is not a relationship.
         """
-        keys = list(dict.fromkeys(idents))
+        keys = list(dict.fromkeys(self._checked_key(ident) for ident in idents))
         if not keys:
             return []
         info = self._info
@@ -849,14 +852,41 @@ class Repository(Generic[ModelT]):
         return key not in self.session.sync_session.identity_map
 
     def _key_values(self, ident: Any) -> tuple[Any, ...] | None:
-        """The primary key values in ``ident``, or ``None`` for a form left to ``session.get``."""
+        """The primary key values in ``ident``, checked against the key's types (``"5"`` becomes
+        ``5``), or ``None`` for a form left to ``session.get``.
+
+        Raises:
+            InvalidDataError: a value does not fit its key column: every backend alike, where
+                PostgreSQL would refuse it and SQLite or MySQL would compare it anyway.
+        """
         if isinstance(ident, (tuple, builtins.list)):
             values = tuple(cast("Sequence[Any]", ident))
         elif isinstance(ident, (Mapping, BaseModel)):
             return None  # {"id": 3}, or an object of another model: session.get decides
         else:
             values = (ident,)
-        return values if len(values) == len(self._info.primary_key) else None
+        if len(values) != len(self._info.primary_key):
+            return None
+        return tuple(
+            self._key_value(name, value)
+            for name, value in zip(self._info.pk_names, values, strict=True)
+        )
+
+    def _key_value(self, name: str, value: Any) -> Any:
+        try:
+            return self._info.adapter(name).validate_python(value)
+        except PydanticValidationError as exc:
+            problem = exc.errors()[0]["msg"]  # pydantic's message does not repeat the value
+            raise InvalidDataError(
+                f"The key {self._info.name}.{name} does not take the value given "
+                f"({type(value).__name__}): {problem}."
+            ) from None
+
+    def _checked_key(self, ident: Any) -> Any:
+        values = self._key_values(ident)
+        if values is None:
+            return ident
+        return values[0] if len(values) == 1 else values
 
     def _key_clauses(self, ident: Any) -> builtins.list[ColumnElement[bool]]:
         values = self._key_values(ident)

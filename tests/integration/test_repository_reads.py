@@ -47,6 +47,27 @@ async def test_get_many_keeps_the_order_given_and_skips_missing(db: Database) ->
         assert await heroes.get_many([]) == []
 
 
+async def test_a_key_of_the_wrong_type_is_refused_the_same_way_everywhere(db: Database) -> None:
+    # PostgreSQL refused "abc" for an integer key; SQLite and MySQL compared it and found nothing.
+    ids = await seed(db)
+    async with db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        for call in (
+            lambda: heroes.get("abc"),
+            lambda: heroes.get_one("abc"),
+            lambda: heroes.get_many([ids["Deadpond"], "abc"]),
+            lambda: heroes.update("abc", {"age": 1}),
+            lambda: heroes.delete("abc"),
+        ):
+            with pytest.raises(InvalidDataError, match=r"The key Hero\.id does not take"):
+                await call()
+        # A key that converts exactly is taken as that key, on every backend.
+        found = await heroes.get(str(ids["Deadpond"]))
+        assert found is not None
+        assert found.name == "Deadpond"
+        assert [h.name for h in await heroes.get_many([str(ids["Rusty-Man"])])] == ["Rusty-Man"]
+
+
 async def test_get_many_takes_more_keys_than_a_statement_may_carry(db: Database) -> None:
     # asyncpg refuses more than 32,767 parameters in one statement, SQLite 32,766.
     ids = await seed(db)
