@@ -11,7 +11,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeGuard, TypeVar, cast, get_args, get_origin
+from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -42,6 +42,7 @@ from ._errors import (
     MultipleResultsError,
     NotFoundError,
     TransactionError,
+    UniqueViolationError,
 )
 from ._loading import LoadSpec, eager, guard_detached_loads, has_joined
 from ._pagination import (
@@ -55,8 +56,8 @@ from ._pagination import (
     seek_condition,
     with_tiebreaker,
 )
-from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed
-from ._upsert import MAX_PARAMETERS, chunks, upsert_statement
+from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed, session_state
+from ._upsert import MAX_PARAMETERS, chunks, may_hit_another_key, upsert_statement
 from ._values import ValueChecks, value_checks
 
 __all__ = ["Repository"]
@@ -608,9 +609,13 @@ class Repository(Generic[ModelT]):
         table = self._info.table
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         found: dict[tuple[Any, ...], ModelT] = {}
+        # On MySQL a row may meet another unique key, whose row ON DUPLICATE KEY would update:
+        # each statement then runs in a SAVEPOINT, undone when a row is not found afterwards.
+        guarded = dialect in ("mysql", "mariadb") and may_hit_another_key(table, conflict, keys)
         self._check_writable()
         async with self._guard():
             for chunk in chunks(rows, len(keys)):
+                savepoint = await self.session.begin_nested() if guarded else None
                 statement = upsert_statement(dialect, table, chunk, conflict, update)
                 await _execute(self.session, statement)
                 columns = [getattr(self.model, name) for name in conflict]
@@ -622,7 +627,26 @@ class Repository(Generic[ModelT]):
                 )
                 for obj in (await _execute(self.session, reread)).scalars():
                     found[tuple(getattr(obj, name) for name in conflict)] = obj
+                if savepoint is not None:
+                    if all(key in found for key in wanted):
+                        await savepoint.commit()
+                    else:
+                        await savepoint.rollback()
+                        self._another_key_met(conflict)
         return [found[tuple(row[name] for name in conflict)] for row in rows]
+
+    def _another_key_met(self, conflict: Sequence[str]) -> NoReturn:
+        error = UniqueViolationError(
+            f"Unique constraint violated (table {self._info.table.name!r}): a row conflicts with "
+            f"another row on a unique key other than conflict={builtins.list(conflict)}. MySQL "
+            "would have updated that row; nothing was written. Name that key in conflict=, or "
+            "use other values.",
+            table=self._info.table.name,
+        )
+        state = session_state(self.session.sync_session)
+        if state is not None:
+            state.fail(error)  # as the other backends' UNIQUE error fails the unit of work
+        raise error
 
     # --- pages and streams -----------------------------------------------------------------------
 

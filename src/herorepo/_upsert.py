@@ -19,6 +19,23 @@ def chunks(rows: Sequence[dict[str, Any]], columns: int) -> list[Sequence[dict[s
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def may_hit_another_key(table: Table, conflict: Sequence[str], given: set[str]) -> bool:
+    """Whether a MySQL upsert could meet a unique key other than ``conflict``.
+
+    MySQL's ON DUPLICATE KEY UPDATE takes any unique key that conflicts, and would update the
+    row that holds it: a key whose columns the rows all set, other than ``conflict``, can do so.
+    """
+    target = set(conflict)
+    keys = [{c.name for c in table.primary_key.columns}]
+    keys += [{c.name for c in index.columns} for index in table.indexes if index.unique]
+    keys += [
+        {c.name for c in constraint.columns}  # type: ignore[attr-defined]
+        for constraint in table.constraints
+        if type(constraint).__name__ == "UniqueConstraint"
+    ]
+    return any(key and key != target and key <= given for key in keys)
+
+
 def upsert_statement(
     dialect_name: str,
     table: Table,

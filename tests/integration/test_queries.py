@@ -11,6 +11,8 @@ from herorepo import (
     InvalidDataError,
     InvalidFilterError,
     Repository,
+    TransactionError,
+    UniqueViolationError,
 )
 
 from ..models import HERO_FILTERS, Hero, Team
@@ -330,6 +332,26 @@ async def test_upsert_many_returns_rows_in_input_order(write_db: Database) -> No
         assert all(t.id is not None for t in teams)
         assert await uow.repository(Team).upsert_many([], conflict=["name"]) == []
     assert await team_names(write_db) == ["Avengers", "Defenders", "X-Force"]
+
+
+async def test_upsert_on_one_key_that_meets_another_is_a_unique_violation(
+    write_db: Database,
+) -> None:
+    # MySQL's ON DUPLICATE KEY UPDATE takes any unique key: it updated the row named "Avengers",
+    # then a bare KeyError escaped. Now every backend refuses the row, and changes nothing.
+    ids = await seed(write_db)
+    before = await team_names(write_db)
+    with pytest.raises(TransactionError, match="failed earlier"):
+        async with write_db.unit_of_work() as uow:
+            with pytest.raises(UniqueViolationError):
+                await uow.repository(Team).upsert(
+                    {"id": 99_999, "name": "Avengers", "headquarters": "Elsewhere"},
+                    conflict=["id"],
+                )
+    assert await team_names(write_db) == before
+    async with write_db.session() as session:
+        avengers = await Repository(session, Team).get_one(ids["Avengers"])
+    assert avengers.headquarters == "New York"
 
 
 async def test_upsert_refuses_bad_targets(write_db: Database) -> None:
