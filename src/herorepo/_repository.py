@@ -42,8 +42,8 @@ from ._errors import (
     MultipleResultsError,
     NotFoundError,
     TransactionError,
-    UniqueViolationError,
 )
+from ._keys import key_values
 from ._loading import LoadSpec, eager, guard_detached_loads, has_joined
 from ._pagination import (
     CursorCodec,
@@ -57,7 +57,13 @@ from ._pagination import (
     with_tiebreaker,
 )
 from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed, session_state
-from ._upsert import MAX_PARAMETERS, chunks, may_hit_another_key, upsert_statement
+from ._upsert import (
+    MAX_PARAMETERS,
+    another_key_met,
+    chunks,
+    may_hit_another_key,
+    upsert_statement,
+)
 from ._values import ValueChecks, value_checks
 
 __all__ = ["Repository"]
@@ -636,13 +642,7 @@ class Repository(Generic[ModelT]):
         return [found[tuple(row[name] for name in conflict)] for row in rows]
 
     def _another_key_met(self, conflict: Sequence[str]) -> NoReturn:
-        error = UniqueViolationError(
-            f"Unique constraint violated (table {self._info.table.name!r}): a row conflicts with "
-            f"another row on a unique key other than conflict={builtins.list(conflict)}. MySQL "
-            "would have updated that row; nothing was written. Name that key in conflict=, or "
-            "use other values.",
-            table=self._info.table.name,
-        )
+        error = another_key_met(self._info.table.name, conflict)
         state = session_state(self.session.sync_session)
         if state is not None:
             state.fail(error)  # as the other backends' UNIQUE error fails the unit of work
@@ -876,35 +876,8 @@ class Repository(Generic[ModelT]):
         return key not in self.session.sync_session.identity_map
 
     def _key_values(self, ident: Any) -> tuple[Any, ...] | None:
-        """The primary key values in ``ident``, checked against the key's types (``"5"`` becomes
-        ``5``), or ``None`` for a form left to ``session.get``.
-
-        Raises:
-            InvalidDataError: a value does not fit its key column: every backend alike, where
-                PostgreSQL would refuse it and SQLite or MySQL would compare it anyway.
-        """
-        if isinstance(ident, (tuple, builtins.list)):
-            values = tuple(cast("Sequence[Any]", ident))
-        elif isinstance(ident, (Mapping, BaseModel)):
-            return None  # {"id": 3}, or an object of another model: session.get decides
-        else:
-            values = (ident,)
-        if len(values) != len(self._info.primary_key):
-            return None
-        return tuple(
-            self._key_value(name, value)
-            for name, value in zip(self._info.pk_names, values, strict=True)
-        )
-
-    def _key_value(self, name: str, value: Any) -> Any:
-        try:
-            return self._info.adapter(name).validate_python(value)
-        except PydanticValidationError as exc:
-            problem = exc.errors()[0]["msg"]  # pydantic's message does not repeat the value
-            raise InvalidDataError(
-                f"The key {self._info.name}.{name} does not take the value given "
-                f"({type(value).__name__}): {problem}."
-            ) from None
+        info = self._info
+        return key_values(info.name, info.pk_names, info.adapter, ident)
 
     def _checked_key(self, ident: Any) -> Any:
         values = self._key_values(ident)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._errors import UniqueViolationError
+
 if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.sql.dml import Insert
@@ -34,6 +36,16 @@ def may_hit_another_key(table: Table, conflict: Sequence[str], given: set[str]) 
         if type(constraint).__name__ == "UniqueConstraint"
     ]
     return any(key and key != target and key <= given for key in keys)
+
+
+def another_key_met(table: str, conflict: Sequence[str]) -> UniqueViolationError:
+    """The error for a MySQL upsert that met a unique key other than ``conflict`` (undone)."""
+    return UniqueViolationError(
+        f"Unique constraint violated (table {table!r}): a row conflicts with another row on a "
+        f"unique key other than conflict={list(conflict)}. MySQL would have updated that row; "
+        "nothing was written. Name that key in conflict=, or use other values.",
+        table=table,
+    )
 
 
 def upsert_statement(
