@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, String, inspect
+from sqlalchemy import ColumnElement, Integer, String, inspect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -25,6 +25,7 @@ from sqlmodel import SQLModel
 
 from ._errors import ConfigurationError, InvalidFilterError
 from ._pagination import SortKey, parse_sort
+from ._values import integer_range
 
 __all__ = ["FilterQuery", "FilterSet"]
 
@@ -316,15 +317,40 @@ class FilterSet(Generic[ModelT]):
         if len(values) != 1:
             raise InvalidFilterError(f"{field}__{op} takes one value, got {len(values)}.")
         if op in TEXT:
-            return values[0]
+            return _storable_text(field, values[0])
         return self._coerce(field, values[0])
 
     def _coerce(self, field: str, value: str) -> Any:
         try:
-            return self._adapters[field].validate_python(value)
+            coerced = self._adapters[field].validate_python(_storable_text(field, value))
         except PydanticValidationError as exc:
             reason = exc.errors()[0]["msg"]
             raise InvalidFilterError(f"Invalid value for {field!r}: {reason}.") from None
+        type_ = getattr(self.model, field).type
+        if (
+            isinstance(coerced, int)
+            and not isinstance(coerced, bool)
+            and isinstance(type_, Integer)
+        ):
+            low, high, name = integer_range(type_)
+            if not low <= coerced <= high:
+                raise InvalidFilterError(
+                    f"Invalid value for {field!r}: outside the range of its {name} column "
+                    f"({low} to {high})."
+                )
+        return coerced
+
+
+def _storable_text(field: str, text: str) -> str:
+    """Refuse text no column can hold, before it meets a driver: a lone surrogate cannot be
+    encoded (SQLite and MySQL raise UnicodeEncodeError), and NUL ends the text for SQLite's
+    LIKE, so that ``icontains`` would match every row."""
+    if "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text):
+        raise InvalidFilterError(
+            f"Invalid value for {field!r}: it contains a NUL character or a lone surrogate, "
+            "which no column holds."
+        )
+    return text
 
 
 def _is_text(model: type[SQLModel], field: str) -> bool:

@@ -177,13 +177,17 @@ def _text_check(length: int | None) -> Check:
 _INT_BITS = ((BigInteger, 64), (SmallInteger, 16))
 
 
-def _integer_check(type_: Integer) -> Check:
+def integer_range(type_: Integer) -> tuple[int, int, str]:
+    """The lowest and highest value of an integer column type, and the type's SQL name."""
     bits = next((size for kind, size in _INT_BITS if isinstance(type_, kind)), 32)
-    if getattr(type_, "unsigned", False):
-        low, high = 0, 2**bits - 1
-    else:
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     name = {16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}[bits]
+    if getattr(type_, "unsigned", False):
+        return 0, 2**bits - 1, name
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, name
+
+
+def _integer_check(type_: Integer) -> Check:
+    low, high, name = integer_range(type_)
 
     def check(value: Any) -> Problem:
         if isinstance(value, int) and not low <= value <= high:

@@ -28,7 +28,15 @@ def test_hostile_or_unlisted_sort_keys_are_refused(order_by: str) -> None:
         ({"limit": "6"}, "limit must be between 1 and 5"),
         ({"limit": "-1"}, "limit must be a whole number"),
         ({"offset": "x"}, "offset must be a whole number"),
-        ({"limit": "\u00b2"}, "limit must be a whole number"),  # a digit to isdigit(), not int()
+        ({"limit": "\u00b2"}, "limit must be a whole number"),
+        ({"name": "a\x00b"}, "NUL character or a lone surrogate"),
+        ({"name__icontains": "\x00"}, "NUL character or a lone surrogate"),
+        ({"name__startswith": "x\ud800"}, "NUL character or a lone surrogate"),
+        ({"age": str(2**31)}, r"outside the range of its INTEGER column"),
+        (
+            {"age__in": f"1,{-(2**40)}"},
+            r"outside the range of its INTEGER column",
+        ),  # a digit to isdigit(), not int()
         ({"offset": "\u0663"}, "offset must be a whole number"),  # Arabic-Indic three
         ({"age__in": ","}, "takes 1 to 500"),
         ({"age__in": ",".join(["1"] * 501)}, "takes 1 to 500"),
