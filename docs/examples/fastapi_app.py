@@ -139,7 +139,7 @@ async def tour(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/heroes/{hero_id}")
     print(response.status_code, response.json())
     assert response.status_code == 404
-    assert response.json() == {"detail": f"Hero with id={hero_id} does not exist."}
+    assert response.json() == {"detail": "Hero with the id asked for does not exist."}
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ async def tour(db: Database) -> None:
         try:
             await teams.get_one(999)
         except NotFoundError as error:
-            print(error)  # Team with id=999 does not exist.
+            print(error)  # Team with the id asked for does not exist.
         else:
             raise AssertionError("expected NotFoundError")
 

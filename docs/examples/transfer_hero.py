@@ -87,7 +87,7 @@ async def run(db: Database) -> None:
     try:
         await transfer_hero(db, 999, preventers.id, z_force.id)
     except NotFoundError as error:
-        print(f"Refused: {error}")  # Hero with id=999 does not exist.
+        print(f"Refused: {error}")  # Hero with the id asked for does not exist.
     else:
         raise AssertionError("expected NotFoundError")
 

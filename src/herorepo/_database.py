@@ -13,13 +13,14 @@ from sqlmodel import SQLModel
 
 from ._engine import EngineConfig, create_engine, create_sessionmaker
 from ._errors import ConfigurationError
+from ._pagination import CURSOR_KEYS, signing_keys
 from ._replicas import Replica, Replicas, RoutedUnitOfWork, Router
 from ._retry import RetryPolicy, run_with_retries
 from ._unit_of_work import IsolationLevel, UnitOfWork
 from ._url import redact, resolve_url
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy import MetaData
     from sqlalchemy.engine import URL
@@ -68,6 +69,10 @@ class Database:
         connect_args: Extra keyword arguments for the driver's ``connect()``.
         replicas: Read replicas (PostgreSQL): read-only units of work go to one of them, see
             :class:`Replicas`. Their engines share ``config`` and ``connect_args``.
+        cursor_keys: Keys that sign keyset cursors, newest first: the first signs, any verifies
+            (add a new key in front, drop the old one once its cursors have expired). Every
+            process serving the same API needs the same keys; by default each Database makes a
+            random key, so its cursors verify only in this process until it restarts.
 
     Raises:
         ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
@@ -90,11 +95,15 @@ class Database:
         *,
         connect_args: Mapping[str, Any] | None = None,
         replicas: Replicas | None = None,
+        cursor_keys: Sequence[str | bytes] | None = None,
     ) -> None:
         self.url, self.backend = resolve_url(url)
         self.config = config or EngineConfig()
+        self._session_info = {CURSOR_KEYS: signing_keys(cursor_keys)}
         self.engine: AsyncEngine = create_engine(self.url, self.config, connect_args=connect_args)
-        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(
+            self.engine, info=self._session_info
+        )
         self.replicas = replicas
         self._router = None if replicas is None else self._route(replicas, connect_args)
 
@@ -124,7 +133,7 @@ class Database:
                     "of the primary's kind."
                 )
             engine = create_engine(resolved, replica_config, connect_args=replica_args)
-            engines.append(Replica(engine, create_sessionmaker(engine)))
+            engines.append(Replica(engine, create_sessionmaker(engine, info=self._session_info)))
         return Router(self.sessionmaker, self.engine, engines, replicas)
 
     @classmethod

@@ -53,7 +53,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
-from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError
+from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
 from ._session import GuardedSession
 from ._transaction import install_connection_hooks
@@ -97,6 +97,9 @@ class EngineConfig:
             (:class:`~sqlalchemy.pool.NullPool`; PgBouncer pools), no statement caches, and a
             unique name for every prepared statement, so that no statement outlives the
             transaction that prepared it. The pool settings above must then be left unset.
+        show_values_in_errors: Let error messages, and SQLAlchemy's statement errors and logs,
+            show values (parameters, rows, keys asked for). Off by default: values may be
+            personal data, and messages reach logs and API responses. For development.
 
     Raises:
         ConfigurationError: a value has the wrong type or is out of range.
@@ -113,6 +116,7 @@ class EngineConfig:
     echo: bool = False
     sqlite_busy_timeout: float = 5.0
     pgbouncer: bool = False
+    show_values_in_errors: bool = False
 
     def __post_init__(self) -> None:
         _check_int("pool_size", self.pool_size, minimum=1)
@@ -121,7 +125,7 @@ class EngineConfig:
         _check_seconds("pool_timeout", self.pool_timeout)
         _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
         _check_seconds("pool_ping_idle", self.pool_ping_idle, zero=True)
-        for name in ("pool_pre_ping", "echo", "pgbouncer"):
+        for name in ("pool_pre_ping", "echo", "pgbouncer", "show_values_in_errors"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
@@ -270,7 +274,11 @@ def create_engine(
     """
     config = config or EngineConfig()
     resolved, backend = resolve_url(url)
-    options: dict[str, Any] = {"echo": config.echo, "connect_args": dict(connect_args or {})}
+    options: dict[str, Any] = {
+        "echo": config.echo,
+        "hide_parameters": not config.show_values_in_errors,
+        "connect_args": dict(connect_args or {}),
+    }
     if backend == "sqlite":
         # sqlite3's connect timeout is SQLite's busy timeout: writers wait for the lock.
         options["connect_args"].setdefault("timeout", config.sqlite_busy_timeout)
@@ -309,6 +317,8 @@ def create_engine(
         raise ConfigurationError(
             f"The database URL {redact(resolved)!r} cannot be used: {message}"
         ) from None
+    if config.show_values_in_errors:
+        show_values(engine.sync_engine.dialect)
     event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
     install_connection_hooks(engine.sync_engine)  # after the translator: it sees herorepo errors
@@ -466,7 +476,9 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
     event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(
+    engine: AsyncEngine, *, info: Mapping[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
     """Create a sessionmaker of SQLModel's ``AsyncSession`` bound to ``engine``.
 
     Sessions keep loaded objects usable after commit (``expire_on_commit=False``), cannot be
@@ -481,4 +493,5 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
         sync_session_class=GuardedSession,
         expire_on_commit=False,
         close_resets_only=False,
+        info=dict(info or {}),
     )

@@ -26,7 +26,7 @@
      ├─ RetriesExhaustedError      a retried unit of work kept failing; carries the last error
      ├─ ConcurrentUpdateError      optimistic locking: the row changed since it was read
      ├─ ConnectionLostError        the server could not be reached, or dropped the connection
- │   └─ CannotConnectError     no connection at all: unreachable, or the login was refused
+     │   └─ CannotConnectError     no connection at all: unreachable, or the login was refused
      ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
      ├─ StatementTimeoutError      the server cancelled a statement that ran too long
      ├─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
@@ -35,12 +35,17 @@
 
 Errors are recognised from the drivers' structured codes (PostgreSQL SQLSTATE, MySQL errno,
 SQLite result codes; see ``_translate.py``), so the same failure raises the same class on
-aiosqlite, asyncpg and aiomysql, with the driver's exception as ``__cause__``. Row values never
-appear in a message: they may be personal data.
+aiosqlite, asyncpg and aiomysql, with the driver's exception as ``__cause__``.
+
+Values (what a row holds, the keys and criteria asked for, statement parameters) never appear in
+a message: they may be personal data, and messages end up in logs and API responses. The
+errors keep what code needs as attributes (``NotFoundError.ident``). For development,
+``EngineConfig(show_values_in_errors=True)`` puts them in messages.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -338,3 +343,24 @@ class PoolTimeoutError(HeroRepoError, SATimeoutError):
 
 class StatementTimeoutError(HeroRepoError):
     """The server cancelled a statement that ran past its time limit."""
+
+
+# --- values in messages --------------------------------------------------------------------------
+
+_SHOWING_VALUES: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def show_values(dialect: object) -> None:
+    """Let messages about statements on ``dialect`` (one engine's) show values."""
+    _SHOWING_VALUES.add(dialect)
+
+
+def values_shown(dialect: object) -> bool:
+    """Whether the engine of ``dialect`` was made with ``show_values_in_errors=True``."""
+    return dialect in _SHOWING_VALUES
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

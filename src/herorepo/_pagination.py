@@ -7,9 +7,10 @@ are neither skipped nor repeated. NULLs sort after every value, in both directio
 backend (MySQL and SQLite would otherwise put them first).
 
 A cursor is URL-safe base64 of a small JSON document: a version, a fingerprint of the model and
-sort order, and the last row's sort values, followed by a checksum (keyed when the repository has
-a ``cursor_secret``). Anything that does not decode, check and validate against the column types
-raises :class:`~herorepo.InvalidCursorError` before any SQL runs.
+sort order, and the last row's sort values, followed by a keyed signature (BLAKE2b with the
+Database's cursor key), so a client can neither forge nor alter one. Anything that is too long,
+does not verify, decode, or hold one storable value per sort column raises
+:class:`~herorepo.InvalidCursorError` before any SQL runs.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -31,7 +33,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapper
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from ._errors import InvalidCursorError, InvalidFilterError
+from ._errors import ConfigurationError, InvalidCursorError, InvalidFilterError
+
+if TYPE_CHECKING:
+    from ._values import ValueChecks
 
 __all__ = ["KeysetPage", "Page", "SortKey"]
 
@@ -39,6 +44,15 @@ T = TypeVar("T")
 
 _CURSOR_VERSION = 1
 _CHECKSUM_BYTES = 12
+MAX_CURSOR_LENGTH = 2048
+"""The longest cursor accepted: the values of a sort order fit many times over."""
+
+CURSOR_KEYS = "herorepo.cursor_keys"
+"""Where a session made by a Database keeps that Database's cursor keys (``Session.info``)."""
+
+_MIN_KEY_BYTES = 16
+# Sessions not made by a Database (an AsyncSession built by hand) sign with this process's key.
+_PROCESS_KEYS = (secrets.token_bytes(32),)
 
 
 @dataclass(frozen=True)
@@ -228,11 +242,11 @@ class CursorCodec:
         model_name: str,
         keys: Sequence[SortKey],
         adapters: Sequence[TypeAdapter[Any]],
-        secret: bytes | None,
+        signing_keys: tuple[bytes, ...],
     ) -> None:
         self._keys = list(keys)
         self._adapters = list(adapters)
-        self._secret = secret
+        self._signing_keys = signing_keys
         self._fingerprint = hashlib.blake2b(
             f"{model_name}:{','.join(map(str, keys))}".encode(), digest_size=8
         ).hexdigest()
@@ -243,24 +257,31 @@ class CursorCodec:
             separators=(",", ":"),
             ensure_ascii=True,
         ).encode()
-        token = payload + self._checksum(payload)
+        token = payload + _signature(payload, self._signing_keys[0])
         return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
-    def decode(self, cursor: object) -> list[Any]:
-        if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
+    def decode(self, cursor: object, checks: ValueChecks) -> list[Any]:
+        """The sort values in ``cursor``, each valid for its column and storable in it."""
+        if not isinstance(cursor, str) or not cursor:
             raise self._invalid("it is not a cursor string")
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise self._invalid(f"it is longer than {MAX_CURSOR_LENGTH} characters")
         try:
             token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         except (binascii.Error, ValueError):
             raise self._invalid("it is not valid URL-safe base64") from None
-        payload, checksum = token[:-_CHECKSUM_BYTES], token[-_CHECKSUM_BYTES:]
-        if len(token) <= _CHECKSUM_BYTES or not hmac.compare_digest(
-            checksum, self._checksum(payload)
+        payload, signature = token[:-_CHECKSUM_BYTES], token[-_CHECKSUM_BYTES:]
+        if len(token) <= _CHECKSUM_BYTES or not any(
+            hmac.compare_digest(signature, _signature(payload, key)) for key in self._signing_keys
         ):
-            raise self._invalid("it was truncated or altered")
+            raise self._invalid(
+                "its signature does not match: it was altered, or signed with another key "
+                "(cursors from another process or from before a restart verify only when every "
+                "Database is given the same cursor_keys=)"
+            )
         try:
             version, fingerprint, raw = json.loads(payload)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise self._invalid("its content is not readable") from None
         if version != _CURSOR_VERSION:
             raise self._invalid("it was made by another version of herorepo")
@@ -272,16 +293,18 @@ class CursorCodec:
             raise self._invalid("it holds the wrong number of values")
         values: list[Any] = []
         for key, adapter, value in zip(self._keys, self._adapters, raw, strict=True):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+            if value is None:
+                values.append(None)
+                continue
             try:
-                values.append(None if value is None else adapter.validate_python(value))
-            except PydanticValidationError:
-                raise self._invalid(f"its value for {key.key!r} has the wrong type") from None
+                if type(value) not in _JSON_TYPES:  # pyright: ignore[reportUnknownArgumentType]
+                    raise ValueError
+                valid = adapter.validate_python(value)
+                checks.check({key.key: valid})
+            except (PydanticValidationError, ValueError):  # InvalidDataError is a ValueError
+                raise self._invalid(f"its value for {key.key!r} does not fit the column") from None
+            values.append(valid)
         return values
-
-    def _checksum(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(
-            payload, digest_size=_CHECKSUM_BYTES, key=self._secret or b""
-        ).digest()
 
     @staticmethod
     def _invalid(why: str) -> InvalidCursorError:
@@ -289,3 +312,39 @@ class CursorCodec:
             f"Invalid pagination cursor: {why}. Pass the next_cursor of a previous page "
             "unchanged, or leave the cursor out to start from the first page."
         )
+
+
+def _signature(payload: bytes, key: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_CHECKSUM_BYTES, key=key).digest()
+
+
+def signing_keys(keys: Sequence[str | bytes] | None) -> tuple[bytes, ...]:
+    """Check the ``cursor_keys`` given to a Database; ``None`` gets a random key.
+
+    Raises:
+        ConfigurationError: no key, a key that is not text or bytes, or one shorter than 16
+            bytes (easy to guess) or longer than 64 (BLAKE2b's limit).
+    """
+    if keys is None:
+        return (secrets.token_bytes(32),)
+    if isinstance(keys, (str, bytes)) or not keys:
+        raise ConfigurationError(
+            "cursor_keys must be a non-empty list of keys, newest first, e.g. "
+            "cursor_keys=[os.environ['CURSOR_KEY']]."
+        )
+    checked: list[bytes] = []
+    for position, key in enumerate(cast("Sequence[object]", keys)):  # checked, as if untyped
+        raw = key.encode() if isinstance(key, str) else key
+        if not isinstance(raw, bytes) or not _MIN_KEY_BYTES <= len(raw) <= 64:
+            raise ConfigurationError(  # never the key itself
+                f"cursor_keys[{position}] must be text or bytes of 16 to 64 bytes; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+            )
+        checked.append(raw)
+    return tuple(checked)
+
+
+def session_signing_keys(info: dict[str, Any]) -> tuple[bytes, ...]:
+    """The cursor keys of the Database that made a session (its ``info``)."""
+    keys = info.get(CURSOR_KEYS)
+    return cast("tuple[bytes, ...]", keys) if keys is not None else _PROCESS_KEYS

@@ -19,9 +19,11 @@ from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true,
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IllegalStateChangeError, InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import MANYTOONE, Mapper
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +44,8 @@ from ._errors import (
     MultipleResultsError,
     NotFoundError,
     TransactionError,
+    short_repr,
+    values_shown,
 )
 from ._keys import key_values
 from ._loading import LoadSpec, eager, guard_detached_loads, has_joined
@@ -54,6 +58,7 @@ from ._pagination import (
     order_clauses,
     parse_sort,
     seek_condition,
+    session_signing_keys,
     with_tiebreaker,
 )
 from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed, session_state
@@ -118,7 +123,7 @@ class _ModelInfo:
         self.direct_delete = deletes_directly(mapper)
         self.direct_update = updates_directly(mapper)
         self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
-        self._codecs: dict[tuple[tuple[SortKey, ...], bytes | None], CursorCodec] = {}
+        self._codecs: dict[tuple[tuple[SortKey, ...], tuple[bytes, ...]], CursorCodec] = {}
 
     def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
         if self._rows_validator is False:
@@ -133,20 +138,19 @@ class _ModelInfo:
             self._adapters[field] = adapter
         return adapter
 
-    def codec(self, keys: tuple[SortKey, ...], secret: bytes | None) -> CursorCodec:
+    def codec(self, keys: tuple[SortKey, ...], signing: tuple[bytes, ...]) -> CursorCodec:
         """The cursor codec of a sort order, kept for the few orders a model is read in."""
-        codec = self._codecs.get((keys, secret))
+        codec = self._codecs.get((keys, signing))
         if codec is None:
             adapters = [self.adapter(k.key) for k in keys]
-            codec = CursorCodec(self.name, keys, adapters, secret)
+            codec = CursorCodec(self.name, keys, adapters, signing)
             if len(self._codecs) < 256:  # sort orders can come from requests: stay bounded
-                self._codecs[keys, secret] = codec
+                self._codecs[keys, signing] = codec
         return codec
 
-    def describe_ident(self, ident: Any) -> str:
-        if len(self.pk_names) == 1:
-            return f"{self.pk_names[0]}={ident!r}"
-        return f"({', '.join(self.pk_names)})={ident!r}"
+    def describe_ident(self, ident: Any, *, show: bool) -> str:
+        names = self.pk_names[0] if len(self.pk_names) == 1 else f"({', '.join(self.pk_names)})"
+        return f"{names}={short_repr(ident)}" if show else f"the {names} asked for"
 
 
 _INFO: dict[type[SQLModel], _ModelInfo] = {}
@@ -473,6 +477,12 @@ class Repository(Generic[ModelT]):
             instance.sqlmodel_update(values)
             await self.session.flush()
             await self._load_unloaded([instance])
+        if instance is not target and isinstance(target, self.model):
+            # An object from an earlier unit of work: its row was changed through this
+            # session's copy; give the caller's object the row as it is now, as committed state
+            # (nothing for a later session to write again).
+            for key in self._info.columns & instance.__dict__.keys():
+                set_committed_value(target, key, instance.__dict__[key])
         return instance
 
     async def delete(self, target: ModelT | Any) -> None:
@@ -654,7 +664,8 @@ class Repository(Generic[ModelT]):
     """The largest ``limit`` :meth:`page` and :meth:`keyset` accept; override per subclass."""
 
     cursor_secret: bytes | None = None
-    """Key for keyset cursors' checksum; set it to make cursors unforgeable, not just checked."""
+    """A cursor key for this repository's keyset cursors, used instead of the Database's
+    ``cursor_keys`` (which sign cursors by default)."""
 
     async def page(
         self,
@@ -710,7 +721,7 @@ class Repository(Generic[ModelT]):
         codec = self._codec(keys)
         conditions = [*_clauses(where), *self._equality(equal)]
         if after is not None:
-            values = codec.decode(after)
+            values = codec.decode(after, self._value_checks())
             conditions.append(seek_condition(self.model, keys, values, self._info.nullable))
         rows = await self._select(
             *conditions,
@@ -767,7 +778,9 @@ class Repository(Generic[ModelT]):
             del batch
 
     def _codec(self, keys: Sequence[SortKey]) -> CursorCodec:
-        return self._info.codec(tuple(keys), self.cursor_secret)
+        secret = self.cursor_secret
+        signing = (secret,) if secret else session_signing_keys(self.session.sync_session.info)
+        return self._info.codec(tuple(keys), signing)
 
     def _check_limit(self, limit: object) -> None:
         if not _is_whole(limit, 1) or limit > self.max_page_size:
@@ -843,12 +856,17 @@ class Repository(Generic[ModelT]):
         return [getattr(self.model, key) == value for key, value in equal.items()]
 
     def _criteria(self, where: Sequence[Where], equal: Mapping[str, Any]) -> str:
-        parts = [str(w) for w in where] + [f"{k}={v!r}" for k, v in equal.items()]
+        # Clauses print with placeholders (``hero.age > :age_1``); keywords print their values
+        # only where the engine shows values.
+        show = values_shown(self._dialect())
+        shown = [f"{k}={short_repr(v)}" if show else f"{k}=..." for k, v in equal.items()]
+        parts = [str(w) for w in where] + shown
         return " and ".join(parts) if parts else "(no criteria)"
 
     def _not_found(self, ident: Any) -> NotFoundError:
+        described = self._info.describe_ident(ident, show=values_shown(self._dialect()))
         return NotFoundError(
-            f"{self._info.name} with {self._info.describe_ident(ident)} does not exist.",
+            f"{self._info.name} with {described} does not exist.",
             model=self._info.name,
             ident=ident,
         )
@@ -926,9 +944,11 @@ class Repository(Generic[ModelT]):
         if isinstance(data, self.model):
             return data
         if isinstance(data, BaseModel):
-            self._check_fields(type(data).model_fields)
-            given = {k for k in type(data).model_fields if getattr(data, k, None) is not None}
-            self._check_protected(given, allow)
+            # A schema declared extra="allow" carries undeclared fields, and validation reads
+            # them too: check them as well, or a client could set the key through them.
+            values = dict(data)
+            self._check_fields(values)
+            self._check_protected({k for k, v in values.items() if v is not None}, allow)
         elif isinstance(data, Mapping):
             self._check_fields(data)
             self._check_protected({k for k, v in data.items() if v is not None}, allow)
@@ -1069,10 +1089,24 @@ class Repository(Generic[ModelT]):
     def _check_fields(self, keys: Iterable[str]) -> None:
         unknown = sorted(set(keys) - self._info.fields)
         if unknown:
+            relationships = self._info.mapper.relationships
+            related = next((key for key in unknown if key in relationships), None)
+            if related is not None:
+                raise InvalidDataError(self._relationship_in_data(related))
             raise InvalidDataError(
                 f"{self._info.name} has no field {', '.join(map(repr, unknown))}. "
                 f"Its fields are: {', '.join(sorted(self._info.fields))}."
             )
+
+    def _relationship_in_data(self, key: str) -> str:
+        relationship = self._info.mapper.relationships[key]
+        name, other = self._info.name, relationship.mapper.class_.__name__
+        if relationship.direction is MANYTOONE:
+            columns = " and ".join(sorted(str(c.key) for c in relationship.local_columns))
+            fix = f"set {columns} to the {other}'s key instead"
+        else:
+            fix = f"create or update the {other} rows with their key to this {name} instead"
+        return f"{name}.{key} is a relationship, which data cannot set: {fix}."
 
     async def _flush_new(self, instances: Sequence[ModelT]) -> None:
         try:
@@ -1086,8 +1120,10 @@ class Repository(Generic[ModelT]):
             raise
 
     def _value_checks(self) -> ValueChecks:
-        mapper = self._info.mapper
-        return value_checks(mapper, self.session.sync_session.get_bind(mapper).dialect)
+        return value_checks(self._info.mapper, self._dialect())
+
+    def _dialect(self) -> Dialect:
+        return self.session.sync_session.get_bind(self._info.mapper).dialect
 
     async def _load_unloaded(self, instances: Sequence[ModelT]) -> None:
         """Read back column values the flush left unloaded (server defaults without RETURNING)."""

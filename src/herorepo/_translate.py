@@ -29,6 +29,7 @@ from ._errors import (
     SerializationError,
     StatementTimeoutError,
     UniqueViolationError,
+    values_shown,
 )
 
 if TYPE_CHECKING:
@@ -207,14 +208,35 @@ def _is_data_error(dialect_name: str, orig: BaseException) -> bool:
     return False
 
 
-def _data_error(orig: BaseException) -> InvalidDataError:
+_MYSQL_DATA_COLUMN = re.compile(r"(?:for|in) column '([^']+)'")
+
+
+def _data_error(dialect_name: str, orig: BaseException, show: bool) -> InvalidDataError:
     args: tuple[object, ...] = getattr(orig, "args", ())
-    detail = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(orig)
-    detail = detail.strip().splitlines()[0] if detail.strip() else type(orig).__name__
+    if show:
+        detail = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(orig)
+        detail = detail.strip().splitlines()[0] if detail.strip() else type(orig).__name__
+    else:  # the drivers' texts may quote the value: say only which code and column
+        detail = _data_error_code(dialect_name, orig)
+        column = _MYSQL_DATA_COLUMN.search(str(args[1])) if len(args) > 1 else None
+        if column is not None:
+            detail += f" for the column {column.group(1)!r}"
     return InvalidDataError(
         f"The database refused a value: {detail}. Check the value against the column's type "
         "and size (herorepo's repositories check them before sending; raw statements do not)."
     )
+
+
+def _data_error_code(dialect_name: str, orig: BaseException) -> str:
+    if dialect_name == "postgresql":
+        code = getattr(orig, "sqlstate", None)
+        native = type(orig.__cause__).__name__
+        return f"SQLSTATE {code}" if code else f"the driver refused it ({native})"
+    if dialect_name in ("mysql", "mariadb"):
+        return f"MySQL error {getattr(orig, 'args', ('?',))[0]}"
+    if isinstance(orig, OverflowError):
+        return "an integer beyond 64 bits"
+    return f"SQLite {getattr(orig, 'sqlite_errorname', None) or type(orig).__name__}"
 
 
 def _operational(dialect_name: str, orig: BaseException) -> type[HeroRepoError] | None:
@@ -276,7 +298,7 @@ def cannot_connect(dialect_name: str, orig: BaseException) -> CannotConnectError
 
 
 def classify(
-    dialect_name: str, orig: BaseException, *, is_disconnect: bool = False
+    dialect_name: str, orig: BaseException, *, is_disconnect: bool = False, show: bool = False
 ) -> HeroRepoError | None:
     """Return the herorepo error for a driver exception, or ``None`` if we cannot name it."""
     reader = _BY_DIALECT.get("mysql" if dialect_name == "mariadb" else dialect_name)
@@ -287,7 +309,7 @@ def classify(
         )
     error = _operational(dialect_name, orig)
     if error is None and not is_disconnect and _is_data_error(dialect_name, orig):
-        return _data_error(orig)
+        return _data_error(dialect_name, orig, show)
     if error is None and is_disconnect:
         error = ConnectionLostError
     if error is None:
@@ -312,4 +334,9 @@ def translate_driver_error(context: ExceptionContext) -> HeroRepoError | None:
         refused = cannot_connect(context.dialect.name, original)
         if refused is not None:
             return refused
-    return classify(context.dialect.name, original, is_disconnect=context.is_disconnect)
+    return classify(
+        context.dialect.name,
+        original,
+        is_disconnect=context.is_disconnect,
+        show=values_shown(context.dialect),
+    )

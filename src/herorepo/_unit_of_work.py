@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args, overload
 
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["UnitOfWork"]
 
 ModelT = TypeVar("ModelT", bound="SQLModel")
+RepositoryT = TypeVar("RepositoryT", bound="Repository[Any]")
 _T = TypeVar("_T")
 
 logger = logging.getLogger("herorepo")
@@ -148,12 +149,24 @@ class UnitOfWork:
         """Whether this unit of work runs inside an outer one's transaction (a savepoint)."""
         return self._root is not self
 
-    def repository(self, model: type[ModelT]) -> Repository[ModelT]:
-        """Return a ``Repository[model]`` bound to this unit of work's session.
+    @overload
+    def repository(self, model: type[RepositoryT]) -> RepositoryT: ...
+    @overload
+    def repository(self, model: type[ModelT]) -> Repository[ModelT]: ...
+    def repository(self, model: Any) -> Repository[Any]:
+        """Return a repository bound to this unit of work's session.
 
-        For a repository subclass, build it on the session: ``HeroRepository(uow.session)``.
+        ``uow.repository(Hero)`` is a ``Repository[Hero]``; ``uow.repository(HeroRepository)``
+        builds that subclass (declared as ``class HeroRepository(Repository[Hero])``).
+
+        Raises:
+            ConfigurationError: ``model`` is neither a table model nor a repository class
+                bound to one.
         """
-        return Repository(self.session, model)
+        if isinstance(model, type) and issubclass(model, Repository):
+            repository_class: type[Repository[Any]] = cast("Any", model)
+            return repository_class(self.session)
+        return Repository(self.session, cast("type[SQLModel]", model))
 
     def on_commit(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` (a function or an async function, no arguments) after the commit.

@@ -30,7 +30,7 @@ from sqlalchemy.types import BigInteger, Double, SmallInteger
 from sqlmodel.sql import sqltypes as sqlmodel_types
 from sqlmodel.sql.sqltypes import AutoString
 
-from ._errors import InvalidDataError
+from ._errors import InvalidDataError, short_repr, values_shown
 
 __all__ = ["ValueChecks", "check_before_flush", "value_checks"]
 
@@ -49,9 +49,10 @@ _NUL = (
 class ValueChecks:
     """The checks for one model on one backend, by attribute name."""
 
-    def __init__(self, model_name: str, checks: Mapping[str, Check]) -> None:
+    def __init__(self, model_name: str, checks: Mapping[str, Check], *, show: bool) -> None:
         self.model_name = model_name
         self.checks = dict(checks)
+        self.show = show  # values in messages: EngineConfig(show_values_in_errors=True)
 
     def check(self, values: Mapping[str, Any]) -> None:
         """Raise InvalidDataError for the first value in ``values`` that would not survive."""
@@ -75,20 +76,19 @@ class ValueChecks:
                     self._refuse(key, value, problem)
 
     def _refuse(self, key: str, value: Any, problem: str) -> None:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
+        shown = f" = {short_repr(value)}" if self.show else ""
         raise InvalidDataError(
-            f"{self.model_name}.{key} = {shown} cannot be stored exactly: it {problem}."
+            f"{self.model_name}.{key}{shown} cannot be stored exactly: it {problem}."
         )
 
 
-_CACHE: dict[tuple[Mapper[Any], str, bool], ValueChecks] = {}
+_CACHE: dict[tuple[Mapper[Any], str, bool, bool], ValueChecks] = {}
 
 
 def value_checks(mapper: Mapper[Any], dialect: Dialect) -> ValueChecks:
     """The (cached) checks for ``mapper``'s columns on ``dialect``."""
-    key = (mapper, dialect.name, bool(getattr(dialect, "is_mariadb", False)))
+    show = values_shown(dialect)
+    key = (mapper, dialect.name, bool(getattr(dialect, "is_mariadb", False)), show)
     found = _CACHE.get(key)
     if found is None:
         checks: dict[str, Check] = {}
@@ -98,7 +98,7 @@ def value_checks(mapper: Mapper[Any], dialect: Dialect) -> ValueChecks:
                 check = _check_for(column.type, dialect)
                 if check is not None:
                     checks[prop.key] = check
-        found = _CACHE[key] = ValueChecks(mapper.class_.__name__, checks)
+        found = _CACHE[key] = ValueChecks(mapper.class_.__name__, checks, show=show)
     return found
 
 
@@ -419,8 +419,9 @@ def _json_problem(value: Any, *, jsonb: bool, mysql_json: bool, depth: int = 0) 
             return "holds NaN or infinity, which JSON cannot represent"
         if jsonb and "e" in repr(value):
             return (
-                f"holds the float {value!r}, which JSONB normalises into a number written out "
-                "in full (it would come back as an int); use JSON, or a string"
+                "holds a float written with an exponent (such as 1e+20), which JSONB normalises "
+                "into a number written out in full (it would come back as an int); use JSON, or "
+                "a string"
             )
         return None
     if isinstance(value, str):
@@ -436,7 +437,10 @@ def _json_problem(value: Any, *, jsonb: bool, mysql_json: bool, depth: int = 0) 
         members: dict[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
         for key, item in members.items():
             if not isinstance(key, str):
-                return f"has the key {key!r}, and JSON keys are strings; it would come back changed"
+                return (
+                    f"has a key of type {type(key).__name__}, and JSON keys are strings; it would "
+                    "come back changed"
+                )
             problem = _text_problem(key, None) or _json_problem(
                 item, jsonb=jsonb, mysql_json=mysql_json, depth=depth + 1
             )

@@ -31,7 +31,8 @@ async def test_get_one_raises_not_found_naming_model_and_key(db: Database) -> No
     async with db.session() as session:
         with pytest.raises(NotFoundError) as caught:
             await Repository(session, Hero).get_one(12345)
-    assert str(caught.value) == "Hero with id=12345 does not exist."
+    # The key is a value the caller gave: it stays out of the message, on the error instead.
+    assert str(caught.value) == "Hero with the id asked for does not exist."
     assert caught.value.model == "Hero"
     assert caught.value.ident == 12345
     assert isinstance(caught.value, LookupError)
@@ -92,7 +93,7 @@ async def test_find_returns_one_or_none_and_refuses_several(db: Database) -> Non
 async def test_find_one_raises_not_found(db: Database) -> None:
     await seed(db)
     async with db.session() as session:
-        with pytest.raises(NotFoundError, match="No Hero matches name='Nobody'"):
+        with pytest.raises(NotFoundError, match=r"No Hero matches name=\.\.\.\."):
             await Repository(session, Hero).find_one(name="Nobody")
 
 

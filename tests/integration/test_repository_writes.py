@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import inspect
 
 from herorepo import (
@@ -200,7 +201,7 @@ async def test_update_refuses_unknown_fields_and_bad_values(write_db: Database) 
 
 async def test_update_of_a_missing_id_is_not_found(write_db: Database) -> None:
     async with write_db.unit_of_work() as uow:
-        with pytest.raises(NotFoundError, match="Hero with id=999 does not exist"):
+        with pytest.raises(NotFoundError, match="Hero with the id asked for does not exist"):
             await uow.repository(Hero).update(999, {"age": 1})
 
 
@@ -225,7 +226,7 @@ async def test_delete_by_key_is_one_statement_when_the_orm_has_nothing_to_do(
         with count_queries(write_db) as queries:
             await notes.delete(gone.id)
         assert queries.count == 1, queries  # DELETE ... WHERE id = ?, no SELECT first
-        with pytest.raises(NotFoundError, match=f"Note with id={gone.id} does not exist"):
+        with pytest.raises(NotFoundError, match="Note with the id asked for does not exist"):
             await notes.delete(gone.id)
         with pytest.raises(NotFoundError):  # a key as a tuple, as session.get takes it
             await notes.delete((gone.id,))
@@ -264,7 +265,7 @@ async def test_update_by_key_is_one_update_returning_the_row(write_db: Database)
         assert again is changed
         assert changed.body == "newer"
         assert queries.count == 1, queries
-        with pytest.raises(NotFoundError, match="Note with id=123456 does not exist"):
+        with pytest.raises(NotFoundError, match="Note with the id asked for does not exist"):
             await notes.update(123456, {"body": "x"})
         uow.session.expunge(changed)
         assert (await notes.update((ident,), {"number": 3})).number == 3
@@ -311,6 +312,8 @@ async def test_an_object_from_an_earlier_unit_of_work_is_updated_and_deleted(
     async with write_db.unit_of_work() as uow:
         updated = await uow.repository(Hero).update(hero, {"name": "New"})
     assert updated.name == "New"
+    assert hero.name == "New"  # the object passed in holds the row as saved, too
+    assert not inspect(hero).modified  # as loaded: nothing for another session to write again
     assert [r["name"] for r in await hero_rows(write_db)] == ["New"]
     async with write_db.unit_of_work() as uow:
         await uow.repository(Hero).delete(hero)
@@ -335,3 +338,30 @@ async def test_an_object_never_stored_cannot_be_updated(write_db: Database) -> N
     async with write_db.unit_of_work() as uow:
         with pytest.raises(InvalidDataError, match="is not stored yet"):
             await uow.repository(Hero).update(Hero(name="X", secret_name="Y"), {"name": "Z"})
+
+
+class OpenHeroCreate(BaseModel):
+    """A request schema that keeps undeclared fields: validation reads them too."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    secret_name: str
+
+
+async def test_a_schema_with_extra_fields_cannot_set_protected_or_unknown_fields(
+    write_db: Database,
+) -> None:
+    async with write_db.unit_of_work() as uow:
+        heroes = uow.repository(Hero)
+        sneaky = OpenHeroCreate(name="Sneaky", secret_name="s", id=4242)  # type: ignore[call-arg]
+        for write in (heroes.create, lambda data: heroes.add_many([data])):
+            with pytest.raises(InvalidDataError, match=r"Hero\.id cannot be set.*allow=\{'id'\}"):
+                await write(sneaky)
+        unknown = OpenHeroCreate(name="Odd", secret_name="s", power="flight")  # type: ignore[call-arg]
+        with pytest.raises(InvalidDataError, match="Hero has no field 'power'"):
+            await heroes.create(unknown)
+        chosen = await heroes.create(sneaky, allow={"id"})
+        assert chosen.id == 4242
+        fine = await heroes.create(OpenHeroCreate(name="Fine", secret_name="s"))
+        assert fine.id != 4242
+    assert sorted(r["name"] for r in await hero_rows(write_db)) == ["Fine", "Sneaky"]

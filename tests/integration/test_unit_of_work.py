@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from herorepo import Database, NotFoundError, TransactionError, UniqueViolationError, UnitOfWork
+from herorepo import (
+    Database,
+    InvalidDataError,
+    NotFoundError,
+    Repository,
+    TransactionError,
+    UniqueViolationError,
+    UnitOfWork,
+)
 
 from ..models import Hero, Team
 from .helpers import hero_rows, seed, team_names
@@ -176,7 +184,7 @@ async def test_transfer_hero_refuses_a_hero_not_in_the_source_team(db: Database)
     before = await hero_rows(db)
     with pytest.raises(NotInTeamError):
         await transfer_hero(db, ids["Deadpond"], ids["Avengers"], ids["X-Force"])
-    with pytest.raises(NotFoundError, match="Team with id=-1"):
+    with pytest.raises(NotFoundError, match="Team with the id asked for"):
         await transfer_hero(db, ids["Deadpond"], ids["X-Force"], -1)
     assert await hero_rows(db) == before
 
@@ -200,3 +208,26 @@ async def test_a_write_after_a_failure_is_refused_before_touching_the_session(db
         await uow.rollback()
         await teams.create({"name": "X-Force"})
     assert await team_names(db) == ["X-Force"]
+
+
+class TeamRepository(Repository[Team]):
+    async def by_name(self, name: str) -> Team:
+        return await self.find_one(name=name)
+
+
+async def test_uow_repository_takes_a_model_or_a_repository_class(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        await uow.repository(Team).create({"name": "Preventers", "headquarters": "Sharp Tower"})
+        teams = uow.repository(TeamRepository)
+        assert isinstance(teams, TeamRepository)
+        assert teams.session is uow.session
+        assert (await teams.by_name("Preventers")).headquarters == "Sharp Tower"
+
+
+async def test_a_relationship_in_data_names_the_foreign_key_to_set(write_db: Database) -> None:
+    async with write_db.unit_of_work() as uow:
+        team = await uow.repository(Team).create({"name": "Z-Force", "headquarters": "Sister"})
+        with pytest.raises(InvalidDataError, match=r"Hero\.team is a relationship.*set team_id"):
+            await uow.repository(Hero).create({"name": "x", "secret_name": "y", "team": team})
+        with pytest.raises(InvalidDataError, match=r"Team\.heroes is a relationship.*Hero rows"):
+            await uow.repository(Team).update(team, {"heroes": []})

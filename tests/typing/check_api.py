@@ -87,6 +87,7 @@ async def check(db: Database, session: AsyncSession) -> None:
         assert_type(uow, UnitOfWork)
         assert_type(uow.session, AsyncSession)
         assert_type(uow.repository(Hero), Repository[Hero])
+        assert_type(uow.repository(HeroRepository), HeroRepository)
         assert_type(uow.joined, bool)
         assert_type(uow.on_commit(lambda: None), None)
 
