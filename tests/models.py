@@ -4,7 +4,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Double, Numeric, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Numeric,
+    Text,
+    text,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
@@ -124,3 +134,13 @@ class Sample(SQLModel, table=True):
     moment: datetime | None = None  # SQLModel's own mapping: an aware UTC instant
     day: date | None = None
     data: Any = Field(default=None, sa_type=JSON, nullable=True)
+
+
+class Document(SQLModel, table=True):
+    """A unique word and a long body: text comparison and size limits, tests/integration."""
+
+    __tablename__ = "hr_document"
+
+    id: int | None = Field(default=None, primary_key=True)
+    word: str = Field(max_length=50, unique=True)
+    body: str = Field(default="", sa_type=Text().with_variant(mysql.LONGTEXT(), "mysql"))

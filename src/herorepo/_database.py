@@ -16,6 +16,7 @@ from ._errors import ConfigurationError
 from ._pagination import CURSOR_KEYS, signing_keys
 from ._replicas import Replica, Replicas, RoutedUnitOfWork, Router
 from ._retry import RetryPolicy, run_with_retries
+from ._schema import create_tables
 from ._unit_of_work import IsolationLevel, UnitOfWork
 from ._url import redact, resolve_url
 
@@ -270,10 +271,14 @@ class Database:
         )
 
     async def create_all(self, metadata: MetaData | None = None) -> None:
-        """Create the tables of ``metadata`` (default: every SQLModel table) that do not exist."""
+        """Create the tables of ``metadata`` (default: every SQLModel table) that do not exist.
+
+        On MySQL and MariaDB, tables get the ``utf8mb4_bin`` collation (exact text comparison,
+        as on PostgreSQL and SQLite) unless they set their own; see docs/engine.md.
+        """
         target = metadata if metadata is not None else SQLModel.metadata
         async with self.engine.begin() as connection:
-            await connection.run_sync(target.create_all)
+            await connection.run_sync(create_tables, target)
 
     async def drop_all(self, metadata: MetaData | None = None) -> None:
         """Drop the tables of ``metadata`` (default: every SQLModel table) that exist."""

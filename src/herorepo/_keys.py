@@ -37,6 +37,10 @@ def key_values(
         return None
     checked: list[Any] = []
     for name, value in zip(names, values, strict=True):
+        if value is None:  # the field may be Optional (autoincrement), a stored key never is
+            raise InvalidDataError(
+                f"The key {model}.{name} cannot be None: pass the key of a stored row."
+            )
         try:
             checked.append(adapter(name).validate_python(value))
         except PydanticValidationError as exc:

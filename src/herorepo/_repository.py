@@ -688,7 +688,9 @@ class Repository(Generic[ModelT]):
         """
         self._check_limit(limit)
         if not _is_whole(offset, 0):
-            raise InvalidFilterError(f"offset must be a whole number >= 0, got {offset!r}.")
+            raise InvalidFilterError(
+                f"offset must be a whole number from 0 to 2**63 - 1, got {short_repr(offset)}."
+            )
         conditions = [*_clauses(where), *self._equality(equal)]
         items = await self._select(
             *conditions, load=load, order_by=order_by, offset=offset, limit=limit
@@ -756,7 +758,9 @@ class Repository(Generic[ModelT]):
             InvalidFilterError: a sort key is not a column, or ``batch_size`` < 1.
         """
         if not _is_whole(batch_size, 1):
-            raise InvalidFilterError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
+            raise InvalidFilterError(
+                f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
+            )
         keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
         conditions = [*_clauses(where), *self._equality(equal)]
         order = order_clauses(self.model, keys, self._info.nullable)
@@ -785,7 +789,8 @@ class Repository(Generic[ModelT]):
     def _check_limit(self, limit: object) -> None:
         if not _is_whole(limit, 1) or limit > self.max_page_size:
             raise InvalidFilterError(
-                f"limit must be a whole number from 1 to {self.max_page_size}, got {limit!r}."
+                f"limit must be a whole number from 1 to {self.max_page_size}, "
+                f"got {short_repr(limit)}."
             )
 
     def _require_criteria(self, name: str, conditions: Sequence[object]) -> None:
@@ -1202,8 +1207,11 @@ def _invalid_values(model: str, exc: PydanticValidationError, *, rows: bool = Fa
     return f"Invalid value for {'; '.join(problems)}."
 
 
+_MAX_COUNT = 2**63 - 1  # a BIGINT: the largest LIMIT or OFFSET every backend takes
+
+
 def _is_whole(value: object, minimum: int) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= _MAX_COUNT
 
 
 def _rowcount(result: Any) -> int:
@@ -1215,4 +1223,6 @@ def _check_count(name: str, value: object) -> None:
     if value is None:
         return
     if not _is_whole(value, 0):
-        raise InvalidDataError(f"{name} must be a whole number >= 0, got {value!r}.")
+        raise InvalidDataError(
+            f"{name} must be a whole number from 0 to 2**63 - 1, got {short_repr(value)}."
+        )

@@ -188,7 +188,8 @@ _OPERATIONAL_HINTS: dict[type[HeroRepoError], str] = {
 
 
 # A value the server refused: too long, out of range, not valid for the type.
-_MYSQL_DATA_ERRNO = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3140})
+_MYSQL_PACKET_TOO_LARGE = 1153
+_MYSQL_DATA_ERRNO = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3140, _MYSQL_PACKET_TOO_LARGE})
 _SQLITE_DATA_NAMES = ("SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_RANGE")
 
 
@@ -213,6 +214,12 @@ _MYSQL_DATA_COLUMN = re.compile(r"(?:for|in) column '([^']+)'")
 
 def _data_error(dialect_name: str, orig: BaseException, show: bool) -> InvalidDataError:
     args: tuple[object, ...] = getattr(orig, "args", ())
+    if args and args[0] == _MYSQL_PACKET_TOO_LARGE:
+        return InvalidDataError(
+            "The statement is larger than the server accepts in one statement "
+            "(max_allowed_packet), and the server closed the connection. Store fewer or "
+            "smaller values at once, or raise max_allowed_packet on the server."
+        )
     if show:
         detail = str(args[1]) if len(args) > 1 and isinstance(args[0], int) else str(orig)
         detail = detail.strip().splitlines()[0] if detail.strip() else type(orig).__name__
@@ -334,6 +341,12 @@ def translate_driver_error(context: ExceptionContext) -> HeroRepoError | None:
         refused = cannot_connect(context.dialect.name, original)
         if refused is not None:
             return refused
+    args = getattr(original, "args", ())
+    if context.dialect.name in ("mysql", "mariadb") and args[:1] == (_MYSQL_PACKET_TOO_LARGE,):
+        # The server closes the connection after this error: say so, so that SQLAlchemy drops
+        # it instead of sending a ROLLBACK whose "lost connection" would hide the real cause.
+        context.is_disconnect = True
+        return _data_error(context.dialect.name, original, show=False)
     return classify(
         context.dialect.name,
         original,

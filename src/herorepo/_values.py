@@ -129,7 +129,10 @@ def _check_for(declared: TypeEngine[Any], dialect: Dialect) -> Check | None:
         return _time_check(bool(type_.timezone), backend, getattr(type_, "fsp", None))
     if isinstance(type_, JSON):
         jsonb = type(type_).__name__ == "JSONB"
-        mysql_json = backend == "mysql" and not getattr(dialect, "is_mariadb", False)
+        mariadb = bool(getattr(dialect, "is_mariadb", False))
+        mysql_json = backend == "mysql" and not mariadb
+        # MariaDB's JSON_VALID (its JSON columns' CHECK) refuses more than 31 nested containers.
+        containers = _MARIADB_JSON_CONTAINERS if mariadb else _MAX_DEPTH
         sqlite = backend == "sqlite"
 
         def check(value: Any) -> Problem:
@@ -137,7 +140,7 @@ def _check_for(declared: TypeEngine[Any], dialect: Dialect) -> Check | None:
                 problem = _sqlite_json_number_problem(value)
                 if problem is not None:
                     return problem
-            return _json_problem(value, jsonb=jsonb, mysql_json=mysql_json)
+            return _json_problem(value, jsonb=jsonb, mysql_json=mysql_json, containers=containers)
 
         return check
     return None
@@ -388,6 +391,7 @@ def _time_check(timezone: bool, backend: str, fsp: int | None) -> Check:
 # --- JSON ----------------------------------------------------------------------------------------
 
 _MAX_DEPTH = 100
+_MARIADB_JSON_CONTAINERS = 31
 
 
 def _sqlite_json_number_problem(value: Any) -> Problem:
@@ -405,9 +409,16 @@ def _sqlite_json_number_problem(value: Any) -> Problem:
     return None
 
 
-def _json_problem(value: Any, *, jsonb: bool, mysql_json: bool, depth: int = 0) -> Problem:
+def _json_problem(
+    value: Any, *, jsonb: bool, mysql_json: bool, containers: int = _MAX_DEPTH, depth: int = 0
+) -> Problem:
     if depth > _MAX_DEPTH:
         return f"nests deeper than {_MAX_DEPTH} levels"
+    if depth >= containers and isinstance(value, (list, dict)):
+        return (
+            f"nests more than {containers} arrays and objects, the most MariaDB's JSON "
+            "columns accept"
+        )
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -429,7 +440,9 @@ def _json_problem(value: Any, *, jsonb: bool, mysql_json: bool, depth: int = 0) 
     if isinstance(value, list):
         items: list[Any] = value  # pyright: ignore[reportUnknownVariableType]
         for item in items:
-            problem = _json_problem(item, jsonb=jsonb, mysql_json=mysql_json, depth=depth + 1)
+            problem = _json_problem(
+                item, jsonb=jsonb, mysql_json=mysql_json, containers=containers, depth=depth + 1
+            )
             if problem is not None:
                 return problem
         return None
@@ -442,7 +455,7 @@ def _json_problem(value: Any, *, jsonb: bool, mysql_json: bool, depth: int = 0) 
                     "come back changed"
                 )
             problem = _text_problem(key, None) or _json_problem(
-                item, jsonb=jsonb, mysql_json=mysql_json, depth=depth + 1
+                item, jsonb=jsonb, mysql_json=mysql_json, containers=containers, depth=depth + 1
             )
             if problem is not None:
                 return problem

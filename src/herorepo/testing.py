@@ -51,6 +51,7 @@ from sqlmodel import SQLModel
 
 from . import _pytest_entry
 from ._database import Database
+from ._schema import create_tables
 
 try:
     import pytest_asyncio
@@ -324,7 +325,7 @@ async def _create_missing(database: Database, metadata: MetaData) -> list[Table]
             for table in metadata.sorted_tables
             if not inspector.has_table(table.name, schema=table.schema)
         ]
-        metadata.create_all(sync, tables=missing)
+        create_tables(sync, metadata, missing)
         return missing
 
     async with database.engine.begin() as connection:

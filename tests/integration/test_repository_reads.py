@@ -142,7 +142,7 @@ async def test_unknown_filter_keyword_is_a_clear_error(db: Database, method: str
 @pytest.mark.parametrize(("name", "value"), [("offset", -1), ("limit", -3), ("limit", 2.5)])
 async def test_negative_offset_or_limit_is_refused(db: Database, name: str, value: object) -> None:
     async with db.session() as session:
-        with pytest.raises(InvalidDataError, match=f"{name} must be a whole number >= 0"):
+        with pytest.raises(InvalidDataError, match=f"{name} must be a whole number from 0"):
             await Repository(session, Hero).list(**{name: value})  # type: ignore[arg-type]
 
 
