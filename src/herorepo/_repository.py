@@ -13,29 +13,21 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, Table, false, func, inspect, select, true, tuple_
+from sqlalchemy import ColumnElement, false, func, inspect, select, true, tuple_
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IllegalStateChangeError, InvalidRequestError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
-from sqlalchemy.orm import MANYTOONE, Mapper
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ._bulk import (
-    bulk_insertable,
-    deletes_directly,
-    has_integer_autoincrement_key,
-    insert_groups,
-    rows_validator,
-    updates_directly,
-)
+from ._bulk import insert_groups
 from ._errors import (
     ConcurrentUpdateError,
     ConfigurationError,
@@ -48,7 +40,8 @@ from ._errors import (
     values_shown,
 )
 from ._keys import key_values
-from ._loading import LoadSpec, eager, guard_detached_loads, has_joined
+from ._loading import LoadSpec, eager, has_joined
+from ._model_info import invalid_values, model_info
 from ._pagination import (
     CursorCodec,
     KeysetPage,
@@ -80,87 +73,6 @@ Where = ColumnElement[bool] | bool
 
 OrderBy = Any
 """A column or ordering expression: ``Hero.name``, ``Hero.age.desc()``."""
-
-
-class _ModelInfo:
-    """What a repository needs to know about a model, computed once per model."""
-
-    def __init__(self, model: type[SQLModel]) -> None:
-        mapper: Mapper[Any] | None = inspect(model, raiseerr=False)
-        if not isinstance(mapper, Mapper) or getattr(model, "__table__", None) is None:
-            raise ConfigurationError(
-                f"{model.__name__} is not a table model, so it has no table to query. "
-                f"Declare it as class {model.__name__}(SQLModel, table=True)."
-            )
-        self.name = model.__name__
-        self.mapper: Mapper[Any] = mapper
-        guard_detached_loads(mapper)
-        self.primary_key = tuple(mapper.primary_key)
-        self.pk_names = tuple(mapper.get_property_by_column(c).key for c in self.primary_key)
-        self.columns = frozenset(mapper.column_attrs.keys())
-        self.table: Table = model.__table__  # type: ignore[attr-defined]
-        self.column_names = {prop.key: prop.columns[0].key for prop in mapper.column_attrs}
-        self.nullable = {prop.key for prop in mapper.column_attrs if prop.columns[0].nullable}
-        self.defaulted = {
-            prop.key
-            for prop in mapper.column_attrs
-            if prop.columns[0].server_default is not None
-            or prop.columns[0].default is not None
-            or (prop.columns[0].primary_key and prop.columns[0].autoincrement in (True, "auto"))
-        }
-        self.fields = frozenset(model.model_fields)
-        version = mapper.version_id_col
-        self.version: str | None = (
-            mapper.get_property_by_column(version).key if version is not None else None
-        )
-        self.protected = frozenset(self.pk_names) | frozenset(
-            [self.version] if self.version else []
-        )
-        self._adapters: dict[str, TypeAdapter[Any]] = {}
-        self._model = model
-        self.rowid_key = has_integer_autoincrement_key(self.primary_key)
-        self.bulk_insertable = bulk_insertable(mapper)
-        self.direct_delete = deletes_directly(mapper)
-        self.direct_update = updates_directly(mapper)
-        self._rows_validator: TypeAdapter[builtins.list[BaseModel]] | bool | None = False
-        self._codecs: dict[tuple[tuple[SortKey, ...], tuple[bytes, ...]], CursorCodec] = {}
-
-    def rows_validator(self) -> TypeAdapter[builtins.list[BaseModel]] | None:
-        if self._rows_validator is False:
-            self._rows_validator = rows_validator(self._model)
-        return cast("TypeAdapter[builtins.list[BaseModel]] | None", self._rows_validator)
-
-    def adapter(self, field: str) -> TypeAdapter[Any]:
-        adapter = self._adapters.get(field)
-        if adapter is None:
-            info = self._model.model_fields[field]
-            adapter = TypeAdapter(info.rebuild_annotation())
-            self._adapters[field] = adapter
-        return adapter
-
-    def codec(self, keys: tuple[SortKey, ...], signing: tuple[bytes, ...]) -> CursorCodec:
-        """The cursor codec of a sort order, kept for the few orders a model is read in."""
-        codec = self._codecs.get((keys, signing))
-        if codec is None:
-            adapters = [self.adapter(k.key) for k in keys]
-            codec = CursorCodec(self.name, keys, adapters, signing)
-            if len(self._codecs) < 256:  # sort orders can come from requests: stay bounded
-                self._codecs[keys, signing] = codec
-        return codec
-
-    def describe_ident(self, ident: Any, *, show: bool) -> str:
-        names = self.pk_names[0] if len(self.pk_names) == 1 else f"({', '.join(self.pk_names)})"
-        return f"{names}={short_repr(ident)}" if show else f"the {names} asked for"
-
-
-_INFO: dict[type[SQLModel], _ModelInfo] = {}
-
-
-def _info(model: type[SQLModel]) -> _ModelInfo:
-    info = _INFO.get(model)
-    if info is None:
-        info = _INFO[model] = _ModelInfo(model)
-    return info
 
 
 class Repository(Generic[ModelT]):
@@ -201,7 +113,7 @@ class Repository(Generic[ModelT]):
             )
         if not isinstance(chosen, type) or not issubclass(chosen, SQLModel):
             raise ConfigurationError(f"{chosen!r} is not a SQLModel model class.")
-        self._info = _info(chosen)
+        self._info = model_info(chosen)
         self.model = cast("type[ModelT]", chosen)
         self.session = session
 
@@ -952,11 +864,11 @@ class Repository(Generic[ModelT]):
             # A schema declared extra="allow" carries undeclared fields, and validation reads
             # them too: check them as well, or a client could set the key through them.
             values = dict(data)
-            self._check_fields(values)
-            self._check_protected({k for k, v in values.items() if v is not None}, allow)
+            self._info.check_fields(values)
+            self._info.check_protected({k for k, v in values.items() if v is not None}, allow)
         elif isinstance(data, Mapping):
-            self._check_fields(data)
-            self._check_protected({k for k, v in data.items() if v is not None}, allow)
+            self._info.check_fields(data)
+            self._info.check_protected({k for k, v in data.items() if v is not None}, allow)
         else:
             raise InvalidDataError(
                 f"Cannot make a {self._info.name} from {type(data).__name__}: pass a "
@@ -965,7 +877,7 @@ class Repository(Generic[ModelT]):
         try:
             return self.model.model_validate(data)
         except PydanticValidationError as exc:
-            raise InvalidDataError(_invalid_values(self._info.name, exc)) from exc
+            raise InvalidDataError(invalid_values(self._info.name, exc)) from exc
 
     def _update_values(
         self, data: BaseModel | Mapping[str, Any], allow: Collection[str]
@@ -979,8 +891,8 @@ class Repository(Generic[ModelT]):
                 f"Cannot update a {self._info.name} from {type(data).__name__}: pass a "
                 "pydantic/SQLModel schema or a mapping of field values."
             )
-        self._check_fields(raw)
-        self._check_protected(raw, allow)
+        self._info.check_fields(raw)
+        self._info.check_protected(raw, allow)
         values: dict[str, Any] = {}
         for key, value in raw.items():
             try:
@@ -1011,14 +923,14 @@ class Repository(Generic[ModelT]):
         for row in rows:
             keys = frozenset(row)
             if keys not in checked:
-                self._check_fields(keys)
+                self._info.check_fields(keys)
                 checked.add(keys)
             if refused & keys:
-                self._check_protected([k for k in refused & keys if row[k] is not None], allow)
+                self._info.check_protected([k for k in refused & keys if row[k] is not None], allow)
         try:
             validated = [vars(model) for model in validator.validate_python(rows)]
         except PydanticValidationError as exc:
-            raise InvalidDataError(_invalid_values(self._info.name, exc, rows=True)) from exc
+            raise InvalidDataError(invalid_values(self._info.name, exc, rows=True)) from exc
         checks = self._value_checks()  # what the flush path checks before its flush
         for row in validated:
             checks.check_instance(row)
@@ -1081,37 +993,6 @@ class Repository(Generic[ModelT]):
         if nested is not None:
             await nested.commit()
         return out
-
-    def _check_protected(self, keys: Iterable[str], allow: Collection[str]) -> None:
-        refused = sorted(set(keys) & self._info.protected - set(allow))
-        if refused:
-            raise InvalidDataError(
-                f"{self._info.name}.{refused[0]} cannot be set from request data: it is the "
-                f"{'version column' if refused[0] == self._info.version else 'primary key'}. "
-                f"If this is intended, pass allow={{{refused[0]!r}}}."
-            )
-
-    def _check_fields(self, keys: Iterable[str]) -> None:
-        unknown = sorted(set(keys) - self._info.fields)
-        if unknown:
-            relationships = self._info.mapper.relationships
-            related = next((key for key in unknown if key in relationships), None)
-            if related is not None:
-                raise InvalidDataError(self._relationship_in_data(related))
-            raise InvalidDataError(
-                f"{self._info.name} has no field {', '.join(map(repr, unknown))}. "
-                f"Its fields are: {', '.join(sorted(self._info.fields))}."
-            )
-
-    def _relationship_in_data(self, key: str) -> str:
-        relationship = self._info.mapper.relationships[key]
-        name, other = self._info.name, relationship.mapper.class_.__name__
-        if relationship.direction is MANYTOONE:
-            columns = " and ".join(sorted(str(c.key) for c in relationship.local_columns))
-            fix = f"set {columns} to the {other}'s key instead"
-        else:
-            fix = f"create or update the {other} rows with their key to this {name} instead"
-        return f"{name}.{key} is a relationship, which data cannot set: {fix}."
 
     async def _flush_new(self, instances: Sequence[ModelT]) -> None:
         try:
@@ -1194,17 +1075,6 @@ def _clauses(where: Sequence[Where]) -> builtins.list[ColumnElement[bool]]:
     # SQLModel's where() takes plain bools (a comparison mypy typed as bool); SQLAlchemy's wants
     # clauses. A literal True adds nothing; a literal False matches nothing.
     return [true() if w is True else false() if w is False else w for w in where]
-
-
-def _invalid_values(model: str, exc: PydanticValidationError, *, rows: bool = False) -> str:
-    problems: list[str] = []
-    for error in exc.errors():
-        location = error["loc"]
-        where = ""
-        if rows:  # a list was validated at once: the location starts with the item's index
-            where, location = f" (item {location[0]})", location[1:]
-        problems.append(f"{model}.{'.'.join(map(str, location))}{where}: {error['msg']}")
-    return f"Invalid value for {'; '.join(problems)}."
 
 
 _MAX_COUNT = 2**63 - 1  # a BIGINT: the largest LIMIT or OFFSET every backend takes
