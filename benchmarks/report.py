@@ -153,6 +153,12 @@ def _pages_table(backend: dict[str, Any]) -> list[str]:
 # --- targets -------------------------------------------------------------------------------------
 
 
+TARGETS_INTRO = (
+    "What herorepo aims for, and whether this run met each aim on each backend; "
+    '"Misses, and why" below explains every miss.'
+)
+
+
 def _targets(results: dict[str, Any]) -> list[str]:
     backends = [b for b in BACKENDS if b in results["backends"]]
     rows: list[tuple[str, list[str]]] = []
@@ -504,7 +510,7 @@ def _import_section(imports: dict[str, Any] | None) -> list[str]:
 
 def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
     lines = _header(results, chart)
-    lines += ["", "## herorepo's targets (issue 6)", "", *_targets(results), ""]
+    lines += ["", "## herorepo's targets", "", TARGETS_INTRO, "", *_targets(results), ""]
     lines += _misses(results)
     for name in BACKENDS:
         if name in results["backends"]:

@@ -54,10 +54,9 @@ add_exception_handlers(app)  # NotFoundError -> 404, ConflictError -> 409, bad f
 
 # A repository on the request's unit of work: committed before the response is sent.
 Heroes = Annotated[Repository[Hero], Depends(repository(Hero))]
-HeroQuery = Annotated[
-    FilterQuery,
-    Depends(filter_query(FilterSet(Hero, filters={"age": ["ge", "lt"]}, sort=["name", "age"]))),
-]
+# The filters, sort keys and paging a listing allows, declared in the OpenAPI schema.
+hero_filters = FilterSet(Hero, filters={"age": ["ge", "lt"]}, sort=["name", "age"])
+HeroQuery = Annotated[FilterQuery, Depends(filter_query(hero_filters, paging="offset"))]
 welcomed: list[str] = []
 
 
@@ -80,8 +79,9 @@ async def create_hero(
 
 @app.get("/heroes/", response_model=list[HeroPublic])
 async def list_heroes(heroes: Heroes, query: HeroQuery) -> list[Hero]:
-    page = await heroes.keyset(*query.where, order_by=query.order_by, after=query.after)
-    return page.items
+    return await heroes.list(
+        *query.where, order_by=query.order_by, offset=query.offset, limit=query.limit
+    )
 
 
 @app.get("/heroes/{hero_id}", response_model=HeroPublic)
@@ -134,6 +134,21 @@ async def tour(client: httpx.AsyncClient) -> None:
     assert response.json()["detail"][0]["msg"] == (
         "Cannot filter Hero by 'colour'. Filterable fields: age."
     )
+
+    response = await client.get("/heroes/", params={"age__ge": "old"})  # FastAPI checks types
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "age__ge"]
+
+    schema = (await client.get("/openapi.json")).json()  # what /docs shows
+    parameters = schema["paths"]["/heroes/"]["get"]["parameters"]
+    print([(parameter["name"], parameter["schema"]["type"]) for parameter in parameters])
+    assert [parameter["name"] for parameter in parameters] == [
+        "age__lt",
+        "age__ge",
+        "order_by",
+        "limit",
+        "offset",
+    ]
 
     assert (await client.delete(f"/heroes/{hero_id}")).status_code == 204
     response = await client.get(f"/heroes/{hero_id}")

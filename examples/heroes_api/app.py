@@ -8,18 +8,28 @@ From the repository root::
 It keeps its data in heroes.db (SQLite), or in the database named by DATABASE_URL, and creates
 its tables, api_team and api_hero, on startup. Try ``GET /heroes/?name__icontains=man&
 order_by=-age&limit=10``; the answer's ``next_cursor``, passed back as ``after=`` with the same
-filters and order, reads the next page. tests/examples/test_heroes_api.py runs it on SQLite,
-PostgreSQL and MySQL.
+filters and order, reads the next page; http://127.0.0.1:8000/docs lists every parameter.
+tests/examples/test_heroes_api.py runs it on SQLite, PostgreSQL and MySQL, and
+tests/examples/test_schemathesis.py sends it requests generated from its OpenAPI schema.
 """
 
 import logging
+from collections.abc import Generator
+from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
 
-from herorepo import Database, FilterQuery, FilterSet, InvalidFilterError, KeysetPage, Repository
+from herorepo import (
+    Database,
+    FilterQuery,
+    FilterSet,
+    ForeignKeyViolationError,
+    KeysetPage,
+    Repository,
+)
 from herorepo.integrations.fastapi import (
     DatabaseDep,
     add_exception_handlers,
@@ -65,14 +75,17 @@ class Hero(HeroBase, table=True):
 
 
 class HeroCreate(HeroBase):
-    pass
+    model_config = {"extra": "forbid"}  # a misspelt field is a 422, not silently dropped
 
 
-class HeroUpdate(SQLModel):
+class HeroUpdate(Base):
     """Every field optional: a PATCH changes only the fields it sends."""
 
-    name: str | None = None
-    secret_name: str | None = None
+    model_config = {"extra": "forbid"}
+
+    # May be left out, but not sent as null: the columns are NOT NULL.
+    name: str = Field(default=None, max_length=100)
+    secret_name: str = Field(default=None, max_length=100)
     age: int | None = None
     team_id: int | None = None
 
@@ -87,7 +100,7 @@ class HeroPage(SQLModel):
 
 
 class TeamCreate(TeamBase):
-    pass
+    model_config = {"extra": "forbid"}
 
 
 class TeamPublic(TeamBase):
@@ -120,14 +133,27 @@ hero_filters = FilterSet(
     default_limit=20,
     max_limit=100,
 )
-HeroQuery = Annotated[FilterQuery, Depends(filter_query(hero_filters))]
+# Declares the parameters above in the OpenAPI schema (and /docs); pages with after= only.
+HeroQuery = Annotated[FilterQuery, Depends(filter_query(hero_filters, paging="keyset"))]
+team_filters = FilterSet(Team, filters={"name": ["eq", "icontains"]}, sort=["name"])
+TeamQuery = Annotated[FilterQuery, Depends(filter_query(team_filters, paging="offset"))]
+
+
+@contextmanager
+def team_must_exist() -> Generator[None, None, None]:
+    """Answer a hero's team_id that names no team with 404, as an unknown hero_id is."""
+    try:
+        yield
+    except ForeignKeyViolationError:
+        raise HTTPException(status_code=404, detail="Team not found") from None
 
 
 @app.post("/heroes/", response_model=HeroPublic)
 async def create_hero(
     data: HeroCreate, heroes: Heroes, database: DatabaseDep, tasks: BackgroundTasks
 ) -> Hero:
-    hero = await heroes.create(data)
+    with team_must_exist():
+        hero = await heroes.create(data)
     assert hero.id is not None  # the INSERT has run: create() flushes
     # The task runs after the commit and the response, when the request's session is closed:
     # it gets the database and opens a session of its own.
@@ -138,8 +164,6 @@ async def create_hero(
 @app.get("/heroes/")
 async def read_heroes(heroes: Heroes, query: HeroQuery) -> HeroPage:
     """Heroes filtered by ``name``, ``age`` and ``team_id``, one keyset page at a time."""
-    if query.offset is not None:
-        raise InvalidFilterError("Pass after=<next_cursor of the previous page>, not offset.")
     page: KeysetPage[Hero] = await heroes.keyset(
         *query.where, order_by=query.order_by, after=query.after, limit=query.limit
     )
@@ -148,18 +172,19 @@ async def read_heroes(heroes: Heroes, query: HeroQuery) -> HeroPage:
 
 @app.get("/heroes/{hero_id}", response_model=HeroPublic)
 async def read_hero(hero_id: int, heroes: Heroes) -> Hero:
-    return await heroes.get_one(hero_id)  # NotFoundError: 404 "Hero with id=... does not exist."
+    # NotFoundError: 404 "Hero with the id asked for does not exist."
+    return await heroes.get_one(hero_id)
 
 
 @app.patch("/heroes/{hero_id}", response_model=HeroPublic)
 async def update_hero(hero_id: int, data: HeroUpdate, heroes: Heroes) -> Hero:
-    return await heroes.update(hero_id, data)  # only the fields the client sent
+    with team_must_exist():
+        return await heroes.update(hero_id, data)  # only the fields the client sent
 
 
-@app.delete("/heroes/{hero_id}")
-async def delete_hero(hero_id: int, heroes: Heroes) -> dict[str, bool]:
+@app.delete("/heroes/{hero_id}", status_code=204)
+async def delete_hero(hero_id: int, heroes: Heroes) -> None:
     await heroes.delete(hero_id)
-    return {"ok": True}
 
 
 @app.post("/teams/", response_model=TeamPublic)
@@ -167,11 +192,25 @@ async def create_team(data: TeamCreate, teams: Teams) -> Team:
     return await teams.create(data)  # a taken name: 409 "A record with the same unique value..."
 
 
+@app.get("/teams/", response_model=list[TeamPublic])
+async def read_teams(teams: Teams, query: TeamQuery) -> list[Team]:
+    """Teams filtered by ``name``, one offset page at a time."""
+    return await teams.list(
+        *query.where, order_by=query.order_by, offset=query.offset, limit=query.limit
+    )
+
+
 @app.get("/teams/{team_id}", response_model=TeamPublicWithHeroes)
 async def read_team(team_id: int, teams: Teams) -> Team:
     # Two SELECTs: the team, then its heroes. Without load=, serializing team.heroes would
     # raise LazyLoadError instead of running a query behind your back.
     return await teams.get_one(team_id, load=[Team.heroes])
+
+
+@app.delete("/teams/{team_id}", status_code=204)
+async def delete_team(team_id: int, teams: Teams) -> None:
+    # Its heroes stay, without a team: the ORM sets their team_id to NULL first.
+    await teams.delete(team_id)
 
 
 async def notify_new_hero(database: Database, hero_id: int) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import greenlet
 from sqlalchemy import inspect
@@ -52,12 +52,27 @@ class Joined:
     path: tuple[object, ...]
 
 
-# SQLModel types a relationship attribute as its Python value (``Team.heroes`` is a
-# ``list[Hero]`` to a type checker), so no precise static type can accept them. Specs are
-# therefore typed ``object`` and checked when the query is built, with a clear InvalidLoadError.
-LoadSpec = object
-"""What ``load=`` takes: a relationship (``Team.heroes``, selectin-loaded), a chain
-(``(Team.heroes, Hero.powers)``), a dotted name (``"heroes.powers"``), or :func:`joined`."""
+# The union ends in ``object`` because SQLModel types a relationship attribute as its value.
+LoadSpec: TypeAlias = QueryableAttribute[Any] | str | tuple[object, ...] | Joined | object
+"""What ``load=`` and :func:`eager` accept: a relationship to read along with the rows.
+
+Each spec is one of:
+
+- a relationship attribute, such as ``Team.heroes``: read with one more SELECT for all the
+  rows (``selectinload``);
+- a chain, as a tuple: ``(Team.heroes, Hero.powers)`` reads the heroes and each hero's powers,
+  one more SELECT per link;
+- a dotted name from the model read: ``"heroes.powers"`` is the same chain;
+- :func:`joined` around any of these, such as ``joined(Hero.team)``: read by a LEFT OUTER JOIN
+  in the same query (``joinedload``), which suits many-to-one relationships.
+
+To a type checker a spec is any ``object``: SQLModel types ``Team.heroes`` as its value, a
+``list[Hero]``, which no narrower type would accept. herorepo checks every spec when the query
+is built, before any SQL is sent, and raises :class:`~herorepo.InvalidLoadError` for one that is
+not a relationship of the model, or a chain whose links do not follow each other.
+
+.. versionadded:: 0.1.0
+"""
 
 
 def joined(*path: object) -> Joined:

@@ -9,13 +9,18 @@ every backend.
   before its fence is ``<!-- no-run -->`` (a fragment, or a server that would never stop). A block
   that uses a database takes its URL from DATABASE_URL (``Database.from_env(default=...)``) and
   runs three times: with DATABASE_URL unset (its SQLite default), then on PostgreSQL and on MySQL,
-  each time in an empty scratch database (``herorepo_docs``), so it may create tables freely.
+  each time in an empty scratch database (``herorepo_docs``). It must leave that database as empty
+  as it found it, dropping the tables it creates (``await db.drop_all()`` in a ``finally:``), so
+  that a reader can run it again, or another page's block, on the same server: the test checks.
   A block marked ``<!-- offline -->`` builds a ``Database`` but never connects; it runs once.
   Other blocks run once. A block whose first line names a file (``# models.py``) is also saved as
   that file next to the later blocks of its page, which may import it.
 * A block preceded by ``<!-- example: docs/examples/NAME.py -->`` must be that file, verbatim. A
   block preceded by ``<!-- excerpt -->`` is not run, but must appear verbatim in a block of its
   page that runs: side-by-side excerpts cannot drift from the programs they come from.
+* The README's quickstart and the programs of getting-started.md also run one after another in
+  one database per backend (a file on SQLite), as a newcomer runs them: each twice in a row, and
+  each right after each other one (test_first_programs_run_again_in_any_order).
 * Each docs/examples/*.py runs on every backend, with DATABASE_URL set: test_example[NAME-postgres].
 * ``python -m herorepo demo`` runs on in-memory SQLite and on every backend, never prints a
   password, and exits 2 with the ConfigurationError message for a bad URL.
@@ -23,18 +28,21 @@ every backend.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
+from sqlalchemy.dialects.postgresql.base import PGInspector
+from sqlalchemy.engine import Connection, make_url
 
 from herorepo import Database
 
@@ -57,6 +65,8 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[ \t]*$")
 README_COMMANDS = [
     "python -m pip install nox && nox -s demo",
     "python -m pip install nox && nox -s tests",
+    'nox -s tests -- -m "not postgres and not mysql"',
+    "nox -s tests -- -m postgres",
 ]
 
 DEMO_LINES = [
@@ -178,14 +188,44 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 # --- Markdown ------------------------------------------------------------------------------------
 
 
-def run_block(block: Block, tmp_path: Path, database_url: str | None = None) -> None:
+def start_block(
+    block: Block, tmp_path: Path, database_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``block`` as a script in ``tmp_path``, next to the files its page saved before it."""
     for earlier in RUNNABLE:
         named = FILE_NAME.match(earlier.code)
         if named and earlier.path == block.path and earlier.line < block.line:
             (tmp_path / named["name"]).write_text(earlier.code, encoding="utf-8")
     script = tmp_path / f"{block.path.stem}_{block.line}.py"
     script.write_text(block.code, encoding="utf-8")
-    assert_ok(run_python(str(script), cwd=tmp_path, database_url=database_url))
+    return run_python(str(script), cwd=tmp_path, database_url=database_url)
+
+
+def run_block(block: Block, tmp_path: Path, database_url: str | None = None) -> None:
+    assert_ok(start_block(block, tmp_path, database_url))
+
+
+def _schema_objects(connection: Connection) -> list[str]:
+    inspector = inspect(connection)
+    found = [f"table {name}" for name in inspector.get_table_names()]
+    if isinstance(inspector, PGInspector):  # objects that may outlive a table
+        found += [f"sequence {name}" for name in inspector.get_sequence_names()]
+        found += [f"type {enum['name']}" for enum in inspector.get_enums()]
+    return found
+
+
+def leftovers(url: str) -> list[str]:
+    """The tables (and on PostgreSQL, sequences and enum types) in the database at ``url``."""
+
+    async def look() -> list[str]:
+        database = Database(url)
+        try:
+            async with database.engine.connect() as connection:
+                return await connection.run_sync(_schema_objects)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(look())
 
 
 @pytest.mark.parametrize("block", ONCE, ids=[block.id for block in ONCE])
@@ -198,7 +238,7 @@ async def scratch_url(backend: str) -> str | None:
     """An empty scratch database on ``backend`` (None on SQLite: blocks use their default).
 
     A scratch database rather than the suite's: doc blocks name their tables as a reader would
-    (``hero``, ``team``) and leave them behind, as a reader's script would.
+    (``hero``, ``team``), and one that fails may leave them behind.
     """
     if backend == "sqlite":
         return None
@@ -233,7 +273,61 @@ async def scratch_url(backend: str) -> str | None:
 
 @pytest.mark.parametrize("block", ON_EVERY_BACKEND, ids=[block.id for block in ON_EVERY_BACKEND])
 def test_doc_block_runs_on_backend(block: Block, scratch_url: str | None, tmp_path: Path) -> None:
+    """The block runs, and leaves the database empty: it can run again, and so can the others."""
     run_block(block, tmp_path, database_url=scratch_url)
+    if scratch_url is not None:  # in-memory SQLite keeps nothing
+        left = leftovers(scratch_url)
+        assert not left, (
+            f"{block.id} left {left} in the database: a reader's second run (or the next page's "
+            "program) would meet them. Drop what the block creates: `await db.drop_all()` in a "
+            "`finally:`."
+        )
+
+
+# The README's quickstart, then getting-started.md's first_repository.py and first_unit_of_work.py.
+FIRST_PROGRAMS = [
+    block for block in ON_EVERY_BACKEND if block.path.name in ("README.md", "getting-started.md")
+]
+
+
+def each_after_each(count: int) -> list[int]:
+    """0..count-1 in an order where each index follows each index, itself included, once.
+
+    The greedy "prefer the largest" construction of a de Bruijn sequence: 0 2 2 1 2 0 1 1 0 0.
+    """
+    order: list[int] = [0]
+    used: set[tuple[int, int]] = set()
+    while True:
+        after = [j for j in reversed(range(count)) if (order[-1], j) not in used]
+        if not after:
+            return order
+        used.add((order[-1], after[0]))
+        order.append(after[0])
+
+
+def test_first_programs_run_again_in_any_order(scratch_url: str | None, tmp_path: Path) -> None:
+    """A newcomer runs the README's and getting-started's programs on one database, again and again.
+
+    Each runs twice in a row and right after each of the others, in one database (a SQLite file
+    rather than memory, so that runs share it), and the database is empty at the end.
+    """
+    assert len(FIRST_PROGRAMS) >= 3, [block.id for block in FIRST_PROGRAMS]
+    url = scratch_url or f"sqlite+aiosqlite:///{tmp_path / 'newcomer.db'}"
+    order = each_after_each(len(FIRST_PROGRAMS))
+    pairs = set(pairwise(order))
+    assert len(pairs) == len(FIRST_PROGRAMS) ** 2, order
+    ran: list[str] = []
+    for index in order:
+        block = FIRST_PROGRAMS[index]
+        result = start_block(block, tmp_path, url)
+        if result.returncode != 0:
+            pytest.fail(
+                f"{block.id} failed after {ran or 'nothing'} ran on the same database, with "
+                f"{report(result)}",
+                pytrace=False,
+            )
+        ran.append(block.id)
+    assert leftovers(url) == []
 
 
 def test_database_blocks_read_database_url() -> None:

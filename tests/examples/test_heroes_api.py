@@ -65,7 +65,7 @@ async def test_read_heroes_lists_the_new_hero(herorepo_client: httpx.AsyncClient
 async def test_read_missing_hero_is_404(herorepo_client: httpx.AsyncClient) -> None:
     response = await herorepo_client.get("/heroes/9999")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Hero with id=9999 does not exist."}
+    assert response.json() == {"detail": "Hero with the id asked for does not exist."}
 
 
 async def test_update_changes_only_the_fields_sent(
@@ -91,7 +91,7 @@ async def test_delete_twice_is_404_the_second_time(
 ) -> None:
     hero = await create_hero(herorepo_client)
     first = await herorepo_client.delete(f"/heroes/{hero['id']}")
-    assert (first.status_code, first.json()) == (200, {"ok": True})
+    assert (first.status_code, first.content) == (204, b"")
     assert await stored(herorepo_session, hero["id"]) is None
     second = await herorepo_client.delete(f"/heroes/{hero['id']}")
     assert second.status_code == 404
@@ -173,25 +173,64 @@ async def test_listing_filters(herorepo_client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("params", "kind", "message"),
+    ("params", "kind", "loc", "message"),
     [
-        ({"power": "web"}, "invalid_filter", "Filterable fields: age, name, team_id"),
-        ({"age__ge": "old"}, "invalid_filter", "Invalid value for 'age'"),
-        ({"order_by": "secret_name"}, "invalid_filter", "Cannot sort Hero by 'secret_name'"),
-        ({"limit": "1000"}, "invalid_filter", "limit must be between 1 and 100"),
-        ({"after": "bm90IGEgY3Vyc29y"}, "invalid_cursor", "Invalid pagination cursor"),
-        ({"offset": "20"}, "invalid_filter", "not offset"),
+        ({"power": "web"}, "invalid_filter", [], "Filterable fields: age, name, team_id"),
+        ({"age__ge": "old"}, "int_parsing", ["age__ge"], "valid integer"),
+        ({"age": str(2**31)}, "less_than_equal", ["age"], "less than or equal to 2147483647"),
+        ({"team_id__in": "1,x"}, "invalid_filter", [], "Invalid value for 'team_id'"),
+        ({"order_by": "secret_name"}, "invalid_filter", [], "Cannot sort Hero by 'secret_name'"),
+        ({"limit": "1000"}, "less_than_equal", ["limit"], "less than or equal to 100"),
+        ({"after": "bm90IGEgY3Vyc29y"}, "invalid_cursor", [], "Invalid pagination cursor"),
+        ({"offset": "20"}, "invalid_filter", [], "not offset"),
     ],
-    ids=["unknown-field", "bad-value", "unsortable", "limit", "cursor", "offset"],
+    ids=[
+        "unknown-field",
+        "bad-value",
+        "out-of-range",
+        "bad-list",
+        "unsortable",
+        "limit",
+        "cursor",
+        "offset",
+    ],
 )
 async def test_listing_refuses_bad_parameters_with_422(
-    herorepo_client: httpx.AsyncClient, params: dict[str, str], kind: str, message: str
+    herorepo_client: httpx.AsyncClient,
+    params: dict[str, str],
+    kind: str,
+    loc: list[str],
+    message: str,
 ) -> None:
+    """Declared parameters of the wrong type are FastAPI's own 422s, naming the parameter."""
     response = await herorepo_client.get("/heroes/", params=params)
     assert response.status_code == 422
     [error] = response.json()["detail"]
-    assert error["type"] == kind
+    assert (error["type"], error["loc"]) == (kind, ["query", *loc])
     assert message in error["msg"]
+
+
+async def test_listing_parameters_are_in_the_openapi_schema(
+    herorepo_client: httpx.AsyncClient,
+) -> None:
+    operation = (await herorepo_client.get("/openapi.json")).json()["paths"]["/heroes/"]["get"]
+    types = {param["name"]: param["schema"].get("type") for param in operation["parameters"]}
+    assert types == {
+        "age": "integer",
+        "age__lt": "integer",
+        "age__le": "integer",
+        "age__gt": "integer",
+        "age__ge": "integer",
+        "age__isnull": "boolean",
+        "name": "string",
+        "name__icontains": "string",
+        "team_id": "integer",
+        "team_id__in": "array",
+        "team_id__isnull": "boolean",
+        "order_by": "string",
+        "limit": "integer",
+        "after": "string",  # keyset pages: no offset
+    }
 
 
 async def test_a_taken_team_name_is_409(herorepo_client: httpx.AsyncClient) -> None:
@@ -202,10 +241,66 @@ async def test_a_taken_team_name_is_409(herorepo_client: httpx.AsyncClient) -> N
     assert response.json() == {"detail": "A record with the same unique value already exists."}
 
 
-async def test_a_hero_of_a_missing_team_is_409(herorepo_client: httpx.AsyncClient) -> None:
+async def test_a_hero_of_a_missing_team_is_404(
+    herorepo_client: httpx.AsyncClient, herorepo_session: AsyncSession
+) -> None:
     response = await herorepo_client.post("/heroes/", json={**SPIDER_BOY, "team_id": 9999})
-    assert response.status_code == 409
-    assert "does not exist" in response.json()["detail"]
+    assert (response.status_code, response.json()) == (404, {"detail": "Team not found"})
+    hero = await create_hero(herorepo_client)
+    response = await herorepo_client.patch(f"/heroes/{hero['id']}", json={"team_id": 9999})
+    assert (response.status_code, response.json()) == (404, {"detail": "Team not found"})
+    row = await stored(herorepo_session, hero["id"])
+    assert row is not None
+    assert row.team_id is None
+
+
+async def test_update_refuses_an_unknown_field(
+    herorepo_client: httpx.AsyncClient, herorepo_session: AsyncSession
+) -> None:
+    hero = await create_hero(herorepo_client)
+    response = await herorepo_client.patch(f"/heroes/{hero['id']}", json={"nmae": "Spider-Man"})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert (error["type"], error["loc"]) == ("extra_forbidden", ["body", "nmae"])
+    row = await stored(herorepo_session, hero["id"])
+    assert row is not None
+    assert row.name == "Spider-Boy"
+
+
+async def test_update_refuses_null_for_a_required_field_naming_it(
+    herorepo_client: httpx.AsyncClient,
+) -> None:
+    hero = await create_hero(herorepo_client)
+    response = await herorepo_client.patch(f"/heroes/{hero['id']}", json={"name": None})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "name"]
+
+
+async def test_teams_are_listed_by_name(herorepo_client: httpx.AsyncClient) -> None:
+    for name in ("Z-Force", "Preventers", "Avengers"):
+        await herorepo_client.post("/teams/", json={"name": name, "headquarters": "?"})
+    response = await herorepo_client.get("/teams/", params={"order_by": "name", "offset": 1})
+    assert response.status_code == 200, response.text
+    assert [team["name"] for team in response.json()] == ["Preventers", "Z-Force"]
+    response = await herorepo_client.get("/teams/", params={"name__icontains": "FORCE"})
+    assert [team["name"] for team in response.json()] == ["Z-Force"]
+
+
+async def test_delete_team_keeps_its_heroes_without_a_team(
+    herorepo_client: httpx.AsyncClient, herorepo_session: AsyncSession
+) -> None:
+    team = (
+        await herorepo_client.post("/teams/", json={"name": "Preventers", "headquarters": "?"})
+    ).json()
+    hero = await create_hero(herorepo_client, team_id=team["id"])
+    response = await herorepo_client.delete(f"/teams/{team['id']}")
+    assert (response.status_code, response.content) == (204, b"")
+    assert (await herorepo_client.get(f"/teams/{team['id']}")).status_code == 404
+    assert (await herorepo_client.delete(f"/teams/{team['id']}")).status_code == 404
+    row = await stored(herorepo_session, hero["id"])
+    assert row is not None
+    assert row.team_id is None
 
 
 async def test_each_test_starts_empty(herorepo_db: Database) -> None:

@@ -69,6 +69,7 @@ Items = Annotated[Repository[Item], Depends(repository(Item))]
 ItemRepo = Annotated[ItemRepository, Depends(repository(ItemRepository))]
 item_filters = FilterSet(Item, filters={"name": ["eq", "in"], "qty": ["ge"]}, sort=["name"])
 ItemQuery = Annotated[FilterQuery, Depends(filter_query(item_filters))]
+ItemOffsetQuery = Annotated[FilterQuery, Depends(filter_query(item_filters, paging="offset"))]
 # The default scope, on purpose: its exit runs after the response has been sent.
 LateUnitOfWork = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
@@ -85,6 +86,12 @@ def make_app(database: Database | None, notes: list[str]) -> FastAPI:
     async def listing(items: Items, query: ItemQuery) -> list[Item]:
         page = await items.keyset(*query.where, order_by=query.order_by, after=query.after)
         return page.items
+
+    @app.get("/item-pages/")
+    async def offset_pages(items: Items, query: ItemOffsetQuery) -> list[Item]:
+        return await items.list(
+            *query.where, order_by=query.order_by, offset=query.offset, limit=query.limit
+        )
 
     @app.get("/items/{item_id}")
     async def read(item_id: int, items: ItemRepo) -> Item:
@@ -348,7 +355,7 @@ async def test_session_dependency_keeps_only_what_was_committed(
 async def test_not_found_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/items/424242")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Item with id=424242 does not exist."}
+    assert response.json() == {"detail": "Item with the id asked for does not exist."}
 
 
 async def test_conflict_is_409_without_database_internals(
@@ -402,6 +409,57 @@ async def test_filter_query_keeps_repeated_parameters(client: httpx.AsyncClient)
         await client.post("/items/", json={"name": name})
     response = await client.get("/items/", params=[("name__in", "a"), ("name__in", "c")])
     assert [item["name"] for item in response.json()] == ["a", "c"]
+
+
+async def test_filter_query_lists_its_parameters_in_openapi(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    params = {p["name"]: p for p in paths["/items/"]["get"]["parameters"]}
+    assert list(params) == ["name", "name__in", "qty__ge", "order_by", "limit", "offset", "after"]
+    assert all(p["in"] == "query" and not p["required"] for p in params.values())
+    assert params["name"]["schema"]["type"] == "string"
+    assert params["name__in"]["schema"]["items"] == {"type": "string"}
+    assert "repeat the parameter, or separate values by commas" in params["name__in"]["description"]
+    qty = params["qty__ge"]["schema"]
+    assert (qty["type"], qty["minimum"], qty["maximum"]) == ("integer", -(2**31), 2**31 - 1)
+    assert "Sortable: name." in params["order_by"]["description"]
+    limit = params["limit"]["schema"]
+    assert (limit["default"], limit["minimum"], limit["maximum"]) == (50, 1, 500)
+    assert params["offset"]["schema"]["minimum"] == 0
+    assert params["after"]["schema"]["type"] == "string"
+    offset_paged = [p["name"] for p in paths["/item-pages/"]["get"]["parameters"]]
+    assert offset_paged == ["name", "name__in", "qty__ge", "order_by", "limit", "offset"]
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "loc"),
+    [
+        ({"qty__ge": "many"}, "int_parsing", ["query", "qty__ge"]),
+        ({"qty__ge": str(2**31)}, "less_than_equal", ["query", "qty__ge"]),
+        ({"limit": "0"}, "greater_than_equal", ["query", "limit"]),
+        ({"offset": "-1"}, "greater_than_equal", ["query", "offset"]),
+        ({"name__in": ""}, "invalid_filter", ["query"]),
+        ({"qty": "1"}, "invalid_filter", ["query"]),
+    ],
+    ids=["not-a-number", "out-of-range", "limit", "offset", "empty-list", "not-allowed"],
+)
+async def test_filter_query_refuses_bad_parameters_with_422(
+    client: httpx.AsyncClient, params: dict[str, str], kind: str, loc: list[str]
+) -> None:
+    response = await client.get("/items/", params=params)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert (error["type"], error["loc"]) == (kind, loc)
+
+
+async def test_filter_query_pages_by_offset_only_when_asked(client: httpx.AsyncClient) -> None:
+    for name in ("a", "b", "c"):
+        await client.post("/items/", json={"name": name})
+    params = {"order_by": "-name", "offset": "1", "limit": "1"}
+    response = await client.get("/item-pages/", params=params)
+    assert [item["name"] for item in response.json()] == ["b"]
+    response = await client.get("/item-pages/", params={"after": "x"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "This list pages with offset=, not after=."
 
 
 # --- background tasks ----------------------------------------------------------------------------

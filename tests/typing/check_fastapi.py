@@ -54,6 +54,11 @@ def check_factories(db: Database) -> None:
     assert_type(
         filter_query(hero_filters), Callable[[HTTPConnection], Coroutine[Any, Any, FilterQuery]]
     )
+    assert_type(
+        filter_query(hero_filters, paging="keyset"),
+        Callable[[HTTPConnection], Coroutine[Any, Any, FilterQuery]],
+    )
+    filter_query(hero_filters, paging="cursor")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     assert_type(lifespan(db), Callable[[FastAPI], AbstractAsyncContextManager[None]])
     app = FastAPI(lifespan=lifespan(db, create_tables=True, metadata=SQLModel.metadata))
     assert_type(add_exception_handlers(app), None)
