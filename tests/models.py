@@ -13,6 +13,7 @@ from sqlalchemy import (
     Double,
     Numeric,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects import mysql
@@ -144,3 +145,35 @@ class Document(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     word: str = Field(max_length=50, unique=True)
     body: str = Field(default="", sa_type=Text().with_variant(mysql.LONGTEXT(), "mysql"))
+
+
+class Project(SQLModel, table=True):
+    """Scoped to a tenant, soft-deleted, audited: the policies' tests (test_policies.py)."""
+
+    __tablename__ = "hr_project"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_hr_project_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=40, index=True)
+    code: str = Field(max_length=40)
+    name: str = Field(default="", max_length=100)
+    deleted_at: datetime | None = None  # SQLModel's datetime: an aware UTC instant
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    created_by: str | None = Field(default=None, max_length=40)
+    updated_by: str | None = Field(default=None, max_length=40)
+
+    tasks: list["Task"] = Relationship(back_populates="project")
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "hr_task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=40, index=True)
+    project_id: int | None = Field(default=None, foreign_key="hr_project.id")
+    title: str = Field(max_length=100)
+    done: bool = False
+    deleted_at: datetime | None = None
+
+    project: Project | None = Relationship(back_populates="tasks")

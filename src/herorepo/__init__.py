@@ -27,6 +27,7 @@ from ._errors import InvalidLoadError as InvalidLoadError
 from ._errors import LazyLoadError as LazyLoadError
 from ._errors import LoadError as LoadError
 from ._errors import LockTimeoutError as LockTimeoutError
+from ._errors import MissingTenantError as MissingTenantError
 from ._errors import MultipleResultsError as MultipleResultsError
 from ._errors import NotFoundError as NotFoundError
 from ._errors import NotNullViolationError as NotNullViolationError
@@ -35,6 +36,8 @@ from ._errors import ReadOnlyTransactionError as ReadOnlyTransactionError
 from ._errors import RetriesExhaustedError as RetriesExhaustedError
 from ._errors import SerializationError as SerializationError
 from ._errors import StatementTimeoutError as StatementTimeoutError
+from ._errors import TenantError as TenantError
+from ._errors import TenantMismatchError as TenantMismatchError
 from ._errors import TransactionError as TransactionError
 from ._errors import TransientError as TransientError
 from ._errors import UniqueViolationError as UniqueViolationError
@@ -47,6 +50,12 @@ from ._loading import joined as joined
 from ._pagination import KeysetPage as KeysetPage
 from ._pagination import Page as Page
 from ._pagination import SortKey as SortKey
+from ._policies import ALL_TENANTS as ALL_TENANTS
+from ._policies import AuditColumns as AuditColumns
+from ._policies import SoftDelete as SoftDelete
+from ._policies import TenantScope as TenantScope
+from ._policies import acting_as as acting_as
+from ._policies import tenant as tenant
 from ._replicas import Replicas as Replicas
 from ._repository import Repository as Repository
 from ._retry import RetryPolicy as RetryPolicy
@@ -55,7 +64,9 @@ from ._unit_of_work import UnitOfWork as UnitOfWork
 from ._version import __version__ as __version__
 
 __all__ = [
+    "ALL_TENANTS",
     "AfterCommitError",
+    "AuditColumns",
     "CannotConnectError",
     "CheckViolationError",
     "ConcurrentUpdateError",
@@ -82,6 +93,7 @@ __all__ = [
     "LoadError",
     "LoadSpec",
     "LockTimeoutError",
+    "MissingTenantError",
     "MultipleResultsError",
     "NotFoundError",
     "NotNullViolationError",
@@ -94,17 +106,23 @@ __all__ = [
     "RetriesExhaustedError",
     "RetryPolicy",
     "SerializationError",
+    "SoftDelete",
     "SortKey",
     "StatementTimeoutError",
+    "TenantError",
+    "TenantMismatchError",
+    "TenantScope",
     "TransactionError",
     "TransientError",
     "UniqueViolationError",
     "UnitOfWork",
     "__version__",
+    "acting_as",
     "create_engine",
     "create_sessionmaker",
     "eager",
     "joined",
+    "tenant",
 ]
 
 

@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 from ._engine import EngineConfig, create_engine, create_sessionmaker
 from ._errors import ConfigurationError
 from ._pagination import CURSOR_KEYS, signing_keys
+from ._policies import POLICIES_KEY, Policies, Policy, scope_info
 from ._replicas import Replica, Replicas, RoutedUnitOfWork, Router
 from ._retry import RetryPolicy, run_with_retries
 from ._schema import create_tables
@@ -74,6 +75,8 @@ class Database:
             (add a new key in front, drop the old one once its cursors have expired). Every
             process serving the same API needs the same keys; by default each Database makes a
             random key, so its cursors verify only in this process until it restarts.
+        policies: :class:`TenantScope`, :class:`SoftDelete` and :class:`AuditColumns`, applied
+            to every statement of this database's sessions (see docs/policies.md).
 
     Raises:
         ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
@@ -97,10 +100,20 @@ class Database:
         connect_args: Mapping[str, Any] | None = None,
         replicas: Replicas | None = None,
         cursor_keys: Sequence[str | bytes] | None = None,
+        policies: Sequence[Policy] = (),
     ) -> None:
         self.url, self.backend = resolve_url(url)
         self.config = config or EngineConfig()
-        self._session_info = {CURSOR_KEYS: signing_keys(cursor_keys)}
+        self.policies = Policies(policies) if policies else None
+        if self.policies and self.policies.row_level_security and self.backend != "postgresql":
+            raise ConfigurationError(
+                "TenantScope(row_level_security=True) is for PostgreSQL, which has row-level "
+                f"security; {self.safe_url!r} is {self.backend}. Leave it False there: the "
+                "tenant scope of every ORM statement holds on every backend."
+            )
+        self._session_info: dict[str, object] = {CURSOR_KEYS: signing_keys(cursor_keys)}
+        if self.policies is not None:
+            self._session_info[POLICIES_KEY] = self.policies
         self.engine: AsyncEngine = create_engine(self.url, self.config, connect_args=connect_args)
         self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(
             self.engine, info=self._session_info
@@ -189,6 +202,9 @@ class Database:
         isolation_level: IsolationLevel | None = None,
         read_only: bool = False,
         independent: bool = False,
+        tenant: object = None,
+        all_tenants: bool = False,
+        actor: object = None,
     ) -> UnitOfWork:
         """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``.
 
@@ -202,19 +218,27 @@ class Database:
             read_only: The work only reads; writes are refused (on SQLite it then does not
                 take the write lock).
             independent: A transaction of its own even inside another unit of work.
+            tenant: The tenant of this unit of work (with a :class:`TenantScope` policy),
+                instead of the one of the enclosing ``with tenant(...)`` block.
+            all_tenants: Admin work: no tenant filter at all.
+            actor: Who is writing, for the ``created_by`` / ``updated_by`` audit columns,
+                instead of the one of ``with acting_as(...)``.
         """
+        info = scope_info(tenant=tenant, all_tenants=all_tenants, actor=actor)
         if self._router is not None:
             return RoutedUnitOfWork(
                 self._router,
                 isolation_level=isolation_level,
                 read_only=read_only,
                 independent=independent,
+                session_info=info,
             )
         return UnitOfWork(
             self.sessionmaker,
             isolation_level=isolation_level,
             read_only=read_only,
             independent=independent,
+            session_info=info,
         )
 
     async def run(

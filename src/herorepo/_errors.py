@@ -29,6 +29,9 @@
      │   └─ CannotConnectError     no connection at all: unreachable, or the login was refused
      ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
      ├─ StatementTimeoutError      the server cancelled a statement that ran too long
+     ├─ TenantError                tenant scoping (TenantScope)
+     │   ├─ MissingTenantError     a scoped model used with no tenant set
+     │   └─ TenantMismatchError    a write for another tenant, or onto its row
      ├─ TransactionError           a unit of work used wrongly, or its transaction failed earlier
      │   └─ ReadOnlyTransactionError  a write in a read-only unit of work
      └─ AfterCommitError           committed, but an on_commit callback failed
@@ -71,6 +74,7 @@ __all__ = [
     "LazyLoadError",
     "LoadError",
     "LockTimeoutError",
+    "MissingTenantError",
     "MultipleResultsError",
     "NotFoundError",
     "NotNullViolationError",
@@ -79,6 +83,8 @@ __all__ = [
     "RetriesExhaustedError",
     "SerializationError",
     "StatementTimeoutError",
+    "TenantError",
+    "TenantMismatchError",
     "TransactionError",
     "TransientError",
     "UniqueViolationError",
@@ -151,6 +157,18 @@ class DetachedLoadError(LazyLoadError, DetachedInstanceError):
 
 class InvalidLoadError(LoadError, ValueError):
     """A load spec names something that is not a relationship of the model."""
+
+
+class TenantError(HeroRepoError):
+    """Base class of the errors of tenant scoping (:class:`~herorepo.TenantScope`)."""
+
+
+class MissingTenantError(TenantError):
+    """A model scoped to a tenant was used where no tenant is set (fail closed)."""
+
+
+class TenantMismatchError(TenantError):
+    """A write would put a row in another tenant, or touch another tenant's row."""
 
 
 class TransactionError(HeroRepoError):

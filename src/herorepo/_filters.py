@@ -256,6 +256,11 @@ class FilterSet(Generic[ModelT]):
         self.max_limit = max_limit
 
     @property
+    def sortable(self) -> frozenset[str]:
+        """The fields ``order_by`` may name."""
+        return self._sortable
+
+    @property
     def allowed(self) -> dict[str, list[str]]:
         """Filterable fields and their operators, for documentation and error messages."""
         return {field: sorted(ops) for field, ops in sorted(self._ops.items())}

@@ -18,7 +18,11 @@ __all__ = ["key_values"]
 
 
 def key_values(
-    model: str, names: Sequence[str], adapter: Callable[[str], TypeAdapter[Any]], ident: Any
+    model: str,
+    names: Sequence[str],
+    adapter: Callable[[str], TypeAdapter[Any]],
+    ident: Any,
+    ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[Any, ...] | None:
     """The primary key values in ``ident``, checked and converted (``"5"`` becomes ``5``), or
     ``None`` for a form left to ``session.get`` (a mapping, an object, a tuple of another size).
@@ -49,4 +53,11 @@ def key_values(
                 f"The key {model}.{name} does not take the value given "
                 f"({type(value).__name__}): {problem}."
             ) from None
+        bounds = (ranges or {}).get(name)
+        value = checked[-1]
+        if bounds is not None and isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
+            raise InvalidDataError(  # no row can have it; the database would refuse it
+                f"The key {model}.{name} does not take the value given: it is outside the "
+                f"range of its column ({bounds[0]} to {bounds[1]})."
+            )
     return tuple(checked)

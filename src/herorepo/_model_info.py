@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, inspect
+from sqlalchemy import Integer, Table, inspect
 from sqlalchemy.orm import MANYTOONE, Mapper
 from sqlmodel import SQLModel
 
@@ -23,6 +23,7 @@ from ._bulk import (
 from ._errors import ConfigurationError, InvalidDataError, short_repr
 from ._loading import guard_detached_loads
 from ._pagination import CursorCodec, SortKey
+from ._values import integer_range
 
 __all__ = ["ModelInfo", "invalid_values", "model_info"]
 
@@ -42,6 +43,11 @@ class ModelInfo:
         guard_detached_loads(mapper)
         self.primary_key = tuple(mapper.primary_key)
         self.pk_names = tuple(mapper.get_property_by_column(c).key for c in self.primary_key)
+        self.pk_ranges = {
+            name: integer_range(column.type)[:2]
+            for name, column in zip(self.pk_names, self.primary_key, strict=True)
+            if isinstance(column.type, Integer)
+        }
         self.columns = frozenset(mapper.column_attrs.keys())
         self.table: Table = model.__table__  # type: ignore[attr-defined]
         self.column_names = {prop.key: prop.columns[0].key for prop in mapper.column_attrs}

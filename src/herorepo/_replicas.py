@@ -363,12 +363,14 @@ class RoutedUnitOfWork(UnitOfWork):
         isolation_level: IsolationLevel | None = None,
         read_only: bool = False,
         independent: bool = False,
+        session_info: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(
             router.primary,
             isolation_level=isolation_level,
             read_only=read_only,
             independent=independent,
+            session_info=session_info,
         )
         self._router = router
         self._read_only = read_only

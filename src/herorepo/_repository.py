@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import (
     AsyncIterator,
     Collection,
@@ -10,8 +11,19 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, NoReturn, TypeGuard, TypeVar, cast, get_args, get_origin
+from typing import (
+    Any,
+    Generic,
+    NoReturn,
+    Self,
+    TypeGuard,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+)
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -31,6 +43,7 @@ from ._bulk import insert_groups
 from ._errors import (
     ConcurrentUpdateError,
     ConfigurationError,
+    HeroRepoError,
     InvalidDataError,
     InvalidFilterError,
     MultipleResultsError,
@@ -54,10 +67,12 @@ from ._pagination import (
     session_signing_keys,
     with_tiebreaker,
 )
+from ._policies import INCLUDE_DELETED, POLICIES_KEY, Policies
 from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed, session_state
 from ._upsert import (
     MAX_PARAMETERS,
     another_key_met,
+    another_tenants_row,
     chunks,
     may_hit_another_key,
     upsert_statement,
@@ -141,9 +156,19 @@ class Repository(Generic[ModelT]):
         options = eager(*load, model=self.model) if load else None
         ident = self._checked_key(ident)
         async with self._guard():
-            return await self.session.get(
-                self.model, ident, options=options, populate_existing=bool(load)
+            found = await self.session.get(
+                self.model,
+                ident,
+                options=options,
+                populate_existing=bool(load),
+                execution_options=self._read_options,
             )
+        deleted = self._deleted_column()
+        if found is not None and deleted and not self._include_deleted:
+            # session.get() answers from the identity map without SQL: an object deleted
+            # softly in this session is still there.
+            return None if getattr(found, deleted) is not None else found
+        return found
 
     async def get_one(self, ident: Any, *, load: Sequence[LoadSpec] = ()) -> ModelT:
         """Return the row with primary key ``ident``.
@@ -261,13 +286,17 @@ class Repository(Generic[ModelT]):
         statement = select(func.count()).select_from(self.model)
         statement = statement.where(*_clauses(where), *self._equality(equal))
         async with self._guard():
-            return (await _execute(self.session, statement)).scalar_one()
+            result = await _execute(self.session, statement, execution_options=self._read_options)
+            return result.scalar_one()
 
     async def exists(self, *where: Where, **equal: Any) -> bool:
         """Return whether any row matches the criteria; stops at the first match."""
         condition = select(self.model).where(*_clauses(where), *self._equality(equal)).exists()
         async with self._guard():
-            return bool((await _execute(self.session, select(condition))).scalar_one())
+            result = await _execute(
+                self.session, select(condition), execution_options=self._read_options
+            )
+            return bool(result.scalar_one())
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -365,6 +394,8 @@ class Repository(Generic[ModelT]):
             ConflictError: the database refused the change.
         """
         values = self._update_values(data, allow)
+        if values:
+            values = self._with_update_policies(values)  # refused here, before any change
         if values and self._direct(target, "update_returning"):
             statement = (
                 sa_update(self.model)
@@ -410,12 +441,61 @@ class Repository(Generic[ModelT]):
             NotFoundError: ``target`` is a key with no row.
             ForeignKeyViolationError: other rows still reference it.
         """
+        deleted = self._deleted_column()
+        if deleted is not None:  # soft delete: the row stays, with its deletion time
+            instance = await self._instance(target)
+            self._check_writable()
+            async with self._guard():
+                setattr(instance, deleted, self._deletion_time(deleted))
+                await self.session.flush()
+            return
+        await self._hard_delete(target)
+
+    async def purge(self, target: ModelT | Any) -> None:
+        """Delete one row for real, soft-deleted or not (with a :class:`SoftDelete` policy).
+
+        Raises:
+            NotFoundError: ``target`` is a key with no row.
+            ForeignKeyViolationError: other rows still reference it.
+        """
+        await self.with_deleted()._hard_delete(target)
+
+    async def restore(self, target: ModelT | Any) -> ModelT:
+        """Undo the soft delete of one row, and return it.
+
+        Raises:
+            NotFoundError: ``target`` is a key with no row.
+            ConfigurationError: the model has no :class:`SoftDelete` column.
+        """
+        deleted = self._deleted_column()
+        if deleted is None:
+            raise ConfigurationError(
+                f"{self._info.name} is not soft-deleted: restore() needs a SoftDelete policy "
+                "on the Database and its column on the model."
+            )
+        instance = await self.with_deleted()._instance(target)
+        self._check_writable()
+        async with self._guard():
+            setattr(instance, deleted, None)
+            await self.session.flush()
+        return instance
+
+    def with_deleted(self) -> Self:
+        """This repository, with reads that include soft-deleted rows (:class:`SoftDelete`)."""
+        view = copy.copy(self)
+        view._include_deleted = True
+        view._read_options = {INCLUDE_DELETED: True}
+        return view
+
+    async def _hard_delete(self, target: ModelT | Any) -> None:
         if self._direct(target, "delete"):
             statement = sa_delete(self.model).where(*self._key_clauses(target))
             self._check_writable()
             async with self._guard():
                 result = await _execute(
-                    self.session, statement, execution_options={"synchronize_session": False}
+                    self.session,
+                    statement,
+                    execution_options={"synchronize_session": False, **self._read_options},
                 )
             if _rowcount(result) == 0:
                 raise self._not_found(target)
@@ -443,6 +523,7 @@ class Repository(Generic[ModelT]):
         checked = self._update_values(values, ())
         if not checked:
             raise InvalidDataError("update_many needs at least one value to set.")
+        checked = self._with_update_policies(checked)
         self._value_checks().check(checked)
         statement = sa_update(self.model).where(*conditions).values(checked)
         self._check_writable()
@@ -464,6 +545,11 @@ class Repository(Generic[ModelT]):
         """
         conditions = [*_clauses(where), *self._equality(equal)]
         self._require_criteria("delete_many", conditions)
+        deleted = self._deleted_column()
+        if deleted is not None:  # soft delete: rows deleted already are not counted again
+            return await self.update_many(
+                *conditions, values={deleted: self._deletion_time(deleted)}
+            )
         statement = sa_delete(self.model).where(*conditions)
         self._check_writable()
         async with self._guard():
@@ -529,8 +615,16 @@ class Repository(Generic[ModelT]):
                 "Every upserted row needs values for the same fields, including the conflict "
                 f"columns {conflict}."
             )
+        policies = self._policies()
+        owner = policies.tenant_column(self._info.mapper) if policies else None
+        deleted = self._deleted_column()
+        if deleted is not None and deleted not in keys:  # an upsert makes the row visible
+            for row in rows:
+                row[deleted] = None
+            keys.add(deleted)
         if update is None:
-            update = sorted(keys - set(conflict) - set(self._info.pk_names))
+            kept = set(conflict) | set(self._info.pk_names) | self._created_columns()
+            update = sorted(keys - kept - {owner})
         unknown = sorted(set(update) - keys)
         if unknown:
             raise InvalidDataError(f"upsert cannot update {unknown}: the rows do not set them.")
@@ -544,7 +638,7 @@ class Repository(Generic[ModelT]):
         async with self._guard():
             for chunk in chunks(rows, len(keys)):
                 savepoint = await self.session.begin_nested() if guarded else None
-                statement = upsert_statement(dialect, table, chunk, conflict, update)
+                statement = upsert_statement(dialect, table, chunk, conflict, update, owner)
                 await _execute(self.session, statement)
                 columns = [getattr(self.model, name) for name in conflict]
                 wanted = [tuple(row[name] for name in conflict) for row in chunk]
@@ -555,19 +649,35 @@ class Repository(Generic[ModelT]):
                 )
                 for obj in (await _execute(self.session, reread)).scalars():
                     found[tuple(getattr(obj, name) for name in conflict)] = obj
+                missing = [key for key in wanted if key not in found]
                 if savepoint is not None:
-                    if all(key in found for key in wanted):
+                    if not missing:
                         await savepoint.commit()
-                    else:
-                        await savepoint.rollback()
-                        self._another_key_met(conflict)
+                        continue
+                    await savepoint.rollback()
+                if missing and owner is not None and await self._held_elsewhere(conflict, missing):
+                    self._fail(another_tenants_row(self._info.name, conflict))
+                if missing:
+                    self._another_key_met(conflict)
         return [found[tuple(row[name] for name in conflict)] for row in rows]
 
+    async def _held_elsewhere(
+        self, conflict: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """Whether rows the session cannot see (another tenant's) hold ``keys``: a Core query
+        on the table, which the tenant criteria of ORM statements do not reach."""
+        table = self._info.table
+        columns = [table.c[self._info.column_names[name]] for name in conflict]
+        probe = select(func.count()).select_from(table).where(tuple_(*columns).in_(keys))
+        return bool((await _execute(self.session, probe)).scalar_one())
+
     def _another_key_met(self, conflict: Sequence[str]) -> NoReturn:
-        error = another_key_met(self._info.table.name, conflict)
+        self._fail(another_key_met(self._info.table.name, conflict))
+
+    def _fail(self, error: HeroRepoError) -> NoReturn:
         state = session_state(self.session.sync_session)
         if state is not None:
-            state.fail(error)  # as the other backends' UNIQUE error fails the unit of work
+            state.fail(error)  # as a database error would fail the unit of work
         raise error
 
     # --- pages and streams -----------------------------------------------------------------------
@@ -695,7 +805,11 @@ class Repository(Generic[ModelT]):
 
     def _codec(self, keys: Sequence[SortKey]) -> CursorCodec:
         secret = self.cursor_secret
-        signing = (secret,) if secret else session_signing_keys(self.session.sync_session.info)
+        session = self.session.sync_session
+        signing = (secret,) if secret else session_signing_keys(session.info)
+        policies = self._policies()
+        if policies is not None:
+            signing = policies.cursor_keys(session, signing)
         return self._info.codec(tuple(keys), signing)
 
     def _check_limit(self, limit: object) -> None:
@@ -758,7 +872,9 @@ class Repository(Generic[ModelT]):
         if limit is not None:
             statement = statement.limit(limit)
         async with self._guard():
-            result = (await _execute(self.session, statement)).scalars()
+            result = (
+                await _execute(self.session, statement, execution_options=self._read_options)
+            ).scalars()
             if has_joined(load):
                 result = result.unique()
             return builtins.list(result.all())
@@ -812,7 +928,7 @@ class Repository(Generic[ModelT]):
 
     def _key_values(self, ident: Any) -> tuple[Any, ...] | None:
         info = self._info
-        return key_values(info.name, info.pk_names, info.adapter, ident)
+        return key_values(info.name, info.pk_names, info.adapter, ident, info.pk_ranges)
 
     def _checked_key(self, ident: Any) -> Any:
         values = self._key_values(ident)
@@ -874,8 +990,12 @@ class Repository(Generic[ModelT]):
                 f"Cannot make a {self._info.name} from {type(data).__name__}: pass a "
                 f"{self._info.name}, a pydantic/SQLModel schema, or a mapping of field values."
             )
+        source: Any = data
+        if self._policies() is not None:  # the tenant and audit columns, before validation
+            source = dict(data)
+            self._with_insert_policies([source])
         try:
-            return self.model.model_validate(data)
+            return self.model.model_validate(source)
         except PydanticValidationError as exc:
             raise InvalidDataError(invalid_values(self._info.name, exc)) from exc
 
@@ -927,6 +1047,9 @@ class Repository(Generic[ModelT]):
                 checked.add(keys)
             if refused & keys:
                 self._info.check_protected([k for k in refused & keys if row[k] is not None], allow)
+        if self._policies() is not None:  # the tenant and audit columns, before validation
+            rows = [dict(row) for row in rows]
+            self._with_insert_policies(rows)
         try:
             validated = [vars(model) for model in validator.validate_python(rows)]
         except PydanticValidationError as exc:
@@ -1004,6 +1127,38 @@ class Repository(Generic[ModelT]):
                 if inspect(instance).pending:
                     self.session.expunge(instance)
             raise
+
+    # --- policies (herorepo._policies): most of their work happens in session hooks -----------
+
+    _include_deleted: bool = False
+    _read_options: Mapping[str, Any] = {}
+
+    def _policies(self) -> Policies | None:
+        return self.session.sync_session.info.get(POLICIES_KEY)
+
+    def _deleted_column(self) -> str | None:
+        policies = self._policies()
+        return policies.deleted_column(self._info.mapper) if policies else None
+
+    def _created_columns(self) -> set[str]:
+        policies = self._policies()
+        return set(policies.of(self._info.mapper).created) if policies else set()
+
+    def _deletion_time(self, column: str) -> datetime:
+        policies = self._policies()
+        assert policies is not None
+        return policies.time_for(self.session.sync_session, self._info.mapper, column)
+
+    def _with_update_policies(self, values: dict[str, Any]) -> dict[str, Any]:
+        policies = self._policies()
+        if policies is None:
+            return values
+        return policies.update_values(self.session.sync_session, self._info.mapper, values)
+
+    def _with_insert_policies(self, rows: Sequence[dict[str, Any]]) -> None:
+        policies = self._policies()
+        if policies is not None:
+            policies.fill_rows(self.session.sync_session, self._info.mapper, rows)
 
     def _value_checks(self) -> ValueChecks:
         return value_checks(self._info.mapper, self._dialect())

@@ -16,7 +16,7 @@ import asyncio
 import enum
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -108,8 +108,10 @@ class UnitOfWork:
         isolation_level: IsolationLevel | None = None,
         read_only: bool = False,
         independent: bool = False,
+        session_info: Mapping[str, object] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._session_info = dict(session_info or {})  # the tenant and actor, if given
         self._key: object = sessionmaker  # units of work of one sessionmaker join each other
         self._isolation_level = isolation_level
         self._read_only = read_only
@@ -242,6 +244,14 @@ class UnitOfWork:
             )
         assert outer._session is not None
         assert outer._tx is not None
+        outer_info = outer._session.sync_session.info
+        for key, value in self._session_info.items():
+            if outer_info.get(key) != value:
+                raise TransactionError(
+                    f"This unit of work asks for {key.rpartition('.')[2]} {value!r}, but it is "
+                    "opened inside another one, whose transaction it joins, with "
+                    f"{outer_info.get(key)!r}. Open it outside, or with independent=True."
+                )
         if outer._tx.failure is not None:
             raise TransactionError(NEEDS_ROLLBACK) from outer._tx.failure
         self._session, self._tx, self._root = outer._session, outer._tx, root
@@ -281,6 +291,7 @@ class UnitOfWork:
             session = self._sessionmaker()
         tx = TransactionState(read_only=self._read_only, forbid_commit=self._forbid_commit)
         tx.shares_connection = not isinstance(bind, AsyncEngine)
+        session.sync_session.info.update(self._session_info)
         session.sync_session.info[TX_KEY] = tx
         try:
             await session.begin()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import UniqueViolationError
+from sqlalchemy import func
+
+from ._errors import TenantMismatchError, UniqueViolationError
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -48,17 +50,28 @@ def another_key_met(table: str, conflict: Sequence[str]) -> UniqueViolationError
     )
 
 
+def another_tenants_row(model: str, conflict: Sequence[str]) -> TenantMismatchError:
+    """The error for an upsert whose row conflicts with a row of another tenant (left alone)."""
+    return TenantMismatchError(
+        f"A {model} of another tenant holds the same {', '.join(conflict)}: the upsert left it "
+        "as it is. Use other values; rows of other tenants can be neither read nor changed."
+    )
+
+
 def upsert_statement(
     dialect_name: str,
     table: Table,
     rows: Sequence[dict[str, Any]],
     conflict: Sequence[str],
     update: Sequence[str],
+    owner: str | None = None,
 ) -> Insert:
     """INSERT ``rows``; on a conflict over ``conflict``, set ``update`` from the new row.
 
     With ``update`` empty, a conflicting row is left as it is (insert-or-ignore).
     On MySQL the conflict target cannot be named: any unique key that conflicts counts.
+    With ``owner`` (the tenant column), a conflicting row is updated only when it has the new
+    row's owner: another tenant's row is left as it is.
     """
     # The dialect modules are imported here, not at the top: importing all three costs about
     # 30 ms at `import herorepo`, and a program uses one.
@@ -68,6 +81,11 @@ def upsert_statement(
         statement = mysql.insert(table).values(list(rows))
         if update:
             new = statement.inserted
+            if owner is not None:  # MySQL has no WHERE here: keep the old value for others
+                same = table.c[owner] == new[owner]
+                return statement.on_duplicate_key_update(
+                    {name: func.if_(same, new[name], table.c[name]) for name in update}
+                )
             return statement.on_duplicate_key_update({name: new[name] for name in update})
         # MySQL has no DO NOTHING; assigning a conflict column to itself changes nothing.
         return statement.on_duplicate_key_update({conflict[0]: table.c[conflict[0]]})
@@ -79,6 +97,7 @@ def upsert_statement(
             return pg.on_conflict_do_update(
                 index_elements=list(conflict),
                 set_={name: pg.excluded[name] for name in update},
+                where=table.c[owner] == pg.excluded[owner] if owner is not None else None,
             )
         return pg.on_conflict_do_nothing(index_elements=list(conflict))
     from sqlalchemy.dialects import sqlite
@@ -88,5 +107,6 @@ def upsert_statement(
         return lite.on_conflict_do_update(
             index_elements=list(conflict),
             set_={name: lite.excluded[name] for name in update},
+            where=table.c[owner] == lite.excluded[owner] if owner is not None else None,
         )
     return lite.on_conflict_do_nothing(index_elements=list(conflict))

@@ -361,7 +361,7 @@ def _query_parameters(filter_set: FilterSet[Any], paging: str | None) -> list[tu
             else:
                 add(alias, type_, description=meaning, **bounds)
     # FilterSet has no public name for its sort keys yet.
-    sortable = sorted(filter_set._sortable)  # pyright: ignore[reportPrivateUsage]
+    sortable = sorted(filter_set.sortable)
     if sortable:
         add(
             "order_by",
