@@ -9,9 +9,12 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     Double,
+    Index,
     Numeric,
+    String,
     Text,
     UniqueConstraint,
     text,
@@ -177,3 +180,23 @@ class Task(SQLModel, table=True):
     deleted_at: datetime | None = None
 
     project: Project | None = Relationship(back_populates="tasks")
+
+
+class Ticket(SQLModel, table=True):
+    """Soft-deleted, with a number unique among live rows: the recipe of docs/policies.md."""
+
+    __tablename__ = "hr_ticket"
+    __table_args__ = (Index("uq_hr_ticket_live_number", "tenant_id", "live_number", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=40)
+    number: str = Field(max_length=20)
+    deleted_at: datetime | None = None
+    # NULL for deleted rows, and a unique index allows many NULLs: the same on every backend.
+    live_number: str | None = Field(
+        default=None,
+        sa_column=Column(
+            String(20),
+            Computed("CASE WHEN deleted_at IS NULL THEN number END", persisted=True),
+        ),
+    )

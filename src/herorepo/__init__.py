@@ -52,6 +52,7 @@ from ._pagination import Page as Page
 from ._pagination import SortKey as SortKey
 from ._policies import ALL_TENANTS as ALL_TENANTS
 from ._policies import AuditColumns as AuditColumns
+from ._policies import Policy as Policy
 from ._policies import SoftDelete as SoftDelete
 from ._policies import TenantScope as TenantScope
 from ._policies import acting_as as acting_as
@@ -98,6 +99,7 @@ __all__ = [
     "NotFoundError",
     "NotNullViolationError",
     "Page",
+    "Policy",
     "PoolStats",
     "PoolTimeoutError",
     "ReadOnlyTransactionError",

@@ -157,8 +157,12 @@ class Database:
         *,
         default: str | None = None,
         config: EngineConfig | None = None,
+        cursor_keys: Sequence[str | bytes] | None = None,
+        policies: Sequence[Policy] = (),
     ) -> Self:
         """Build a database from the URL in the environment variable ``variable``.
+
+        The other arguments are those of ``Database(...)``.
 
         Raises:
             ConfigurationError: the variable is unset or empty and no ``default`` is given, or
@@ -170,7 +174,7 @@ class Database:
                 f"The environment variable {variable} is not set. Set it to a database URL, "
                 "e.g. postgresql+asyncpg://user:password@localhost:5432/app, or pass default=."
             )
-        return cls(url, config)
+        return cls(url, config, cursor_keys=cursor_keys, policies=policies)
 
     def __repr__(self) -> str:
         if self.replicas is None:

@@ -48,6 +48,7 @@ __all__ = [
     "ALL_TENANTS",
     "AuditColumns",
     "Policies",
+    "Policy",
     "SoftDelete",
     "TenantScope",
     "acting_as",
@@ -120,8 +121,17 @@ def current_tenant() -> object:
     return _tenant.get()
 
 
+class Policy:
+    """Base class of :class:`TenantScope`, :class:`SoftDelete` and :class:`AuditColumns`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
-class TenantScope:
+class TenantScope(Policy):
     """Scope every statement to one tenant, on every table model that has ``column``.
 
     Args:
@@ -145,7 +155,7 @@ class TenantScope:
 
 
 @dataclass(frozen=True)
-class SoftDelete:
+class SoftDelete(Policy):
     """Soft delete on every table model that has ``column`` (a nullable datetime).
 
     ``delete()`` and ``delete_many()`` set it to the transaction's time; every read leaves such
@@ -159,7 +169,7 @@ class SoftDelete:
 
 
 @dataclass(frozen=True)
-class AuditColumns:
+class AuditColumns(Policy):
     """Fill audit columns on every write, where a model has them (``None`` turns one off).
 
     ``created_at`` and ``updated_at`` get the transaction's time in UTC (one clock per
@@ -174,8 +184,6 @@ class AuditColumns:
     created_by: str | None = "created_by"
     updated_by: str | None = "updated_by"
 
-
-Policy = TenantScope | SoftDelete | AuditColumns
 
 
 @dataclass(frozen=True)

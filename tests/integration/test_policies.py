@@ -17,7 +17,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import exists, func, text, true
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    exists,
+    func,
+    text,
+    true,
+)
 from sqlmodel import select
 
 from herorepo import (
@@ -32,13 +44,14 @@ from herorepo import (
     TenantMismatchError,
     TenantScope,
     TransactionError,
+    UniqueViolationError,
     UnitOfWork,
     acting_as,
     joined,
     tenant,
 )
 
-from ..models import Hero, Project, Task
+from ..models import Hero, Project, Task, Ticket
 
 pytestmark = pytest.mark.asyncio
 
@@ -479,3 +492,63 @@ async def test_row_level_security_stops_raw_sql_too(world: World) -> None:
         async with world.plain.engine.begin() as connection:
             for statement in undo:
                 await connection.execute(text(statement))
+
+
+async def test_a_number_of_a_soft_deleted_row_can_be_used_again(world: World) -> None:
+    # The recipe of docs/policies.md: a unique index on a generated column that is NULL for
+    # deleted rows. The same model on every backend.
+    async with world.db.unit_of_work(tenant="a") as uow:
+        tickets = uow.repository(Ticket)
+        first = await tickets.create({"number": "T-1"})
+        assert first.live_number == "T-1"
+        with pytest.raises(UniqueViolationError):
+            async with uow.savepoint():
+                await tickets.create({"number": "T-1"})
+        await tickets.delete(first.id)
+        again = await tickets.create({"number": "T-1"})
+        assert again.id != first.id
+        with pytest.raises(UniqueViolationError):  # the deleted one cannot come back beside it
+            async with uow.savepoint():
+                await tickets.restore(first.id)
+    async with world.db.unit_of_work(tenant="b") as uow:  # unique per tenant
+        await uow.repository(Ticket).create({"number": "T-1"})
+
+
+PARTIAL = MetaData()
+PARTIAL_TABLE = Table(
+    "hr_partial_ticket",
+    PARTIAL,
+    Column("id", Integer, primary_key=True),
+    Column("number", String(20), nullable=False),
+    Column("deleted_at", DateTime, nullable=True),
+    Index(
+        "uq_hr_partial_live",
+        "number",
+        unique=True,
+        postgresql_where=text("deleted_at IS NULL"),
+        sqlite_where=text("deleted_at IS NULL"),
+    ),
+)
+
+
+async def test_the_partial_index_recipe_on_postgresql_and_sqlite(write_db: Database) -> None:
+    await write_db.create_all(PARTIAL)
+    insert = PARTIAL_TABLE.insert()
+    deleted, live = {"number": "T-1", "deleted_at": datetime(2026, 1, 1)}, {"number": "T-1"}
+    try:
+        async with write_db.engine.begin() as connection:
+            await connection.execute(insert, deleted)
+        if write_db.backend == "mysql":
+            # No partial indexes there: the index covers deleted rows too, which is why MySQL
+            # and MariaDB take the generated column of the test above.
+            with pytest.raises(UniqueViolationError):
+                async with write_db.engine.begin() as connection:
+                    await connection.execute(insert, live)
+            return
+        async with write_db.engine.begin() as connection:
+            await connection.execute(insert, live)
+        with pytest.raises(UniqueViolationError):
+            async with write_db.engine.begin() as connection:
+                await connection.execute(insert, live)
+    finally:
+        await write_db.drop_all(PARTIAL)

@@ -12,6 +12,7 @@ from typing_extensions import assert_type
 
 from herorepo import (
     AfterCommitError,
+    AuditColumns,
     Database,
     DetachedLoadError,
     EngineConfig,
@@ -25,10 +26,14 @@ from herorepo import (
     Replicas,
     Repository,
     RetryPolicy,
+    SoftDelete,
+    TenantScope,
     TransactionError,
     UnitOfWork,
+    acting_as,
     eager,
     joined,
+    tenant,
 )
 
 
@@ -102,6 +107,18 @@ async def check(db: Database, session: AsyncSession) -> None:
 
     async with Database("sqlite://") as scoped:
         assert_type(scoped, Database)
+
+    policies = [TenantScope(row_level_security=False), SoftDelete(), AuditColumns(created_by=None)]
+    tenanted = Database("sqlite://", policies=policies, cursor_keys=["k" * 16])
+    with tenant("acme"), acting_as("ann"):
+        async with tenanted.unit_of_work(actor="ann") as uow:
+            heroes_view = uow.repository(Hero).with_deleted()
+            assert_type(heroes_view, Repository[Hero])
+            assert_type(await heroes_view.restore(1), Hero)
+            assert_type(await heroes_view.purge(1), None)
+    async with tenanted.unit_of_work(all_tenants=True) as admin:
+        assert_type(admin, UnitOfWork)
+        assert_type(admin.repository(HeroRepository).with_deleted(), HeroRepository)
 
     options = eager(joined("x"), model=Hero)
     result = await session.scalars(sa_select(Hero).options(*options))
