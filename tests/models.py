@@ -200,3 +200,13 @@ class Ticket(SQLModel, table=True):
             Computed("CASE WHEN deleted_at IS NULL THEN number END", persisted=True),
         ),
     )
+
+
+class Job(SQLModel, table=True):
+    """A job queue's row: tests/integration/test_locks.py claims them with row locks."""
+
+    __tablename__ = "hr_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="ready", max_length=20, index=True)
+    claimed_by: str | None = Field(default=None, max_length=20)

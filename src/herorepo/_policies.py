@@ -185,7 +185,6 @@ class AuditColumns(Policy):
     updated_by: str | None = "updated_by"
 
 
-
 @dataclass(frozen=True)
 class _ModelPolicies:
     mapper: Mapper[Any]

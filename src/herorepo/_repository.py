@@ -54,6 +54,7 @@ from ._errors import (
 )
 from ._keys import key_values
 from ._loading import LoadSpec, eager, has_joined
+from ._locks import RowLock
 from ._model_info import invalid_values, model_info
 from ._pagination import (
     CursorCodec,
@@ -156,11 +157,13 @@ class Repository(Generic[ModelT]):
         options = eager(*load, model=self.model) if load else None
         ident = self._checked_key(ident)
         async with self._guard():
+            lock = self._lock
             found = await self.session.get(
                 self.model,
                 ident,
                 options=options,
-                populate_existing=bool(load),
+                populate_existing=bool(load) or lock is not None,
+                with_for_update=lock.for_get() if lock is not None else None,
                 execution_options=self._read_options,
             )
         deleted = self._deleted_column()
@@ -485,6 +488,33 @@ class Repository(Generic[ModelT]):
         view = copy.copy(self)
         view._include_deleted = True
         view._read_options = {INCLUDE_DELETED: True}
+        return view
+
+    def for_update(self, *, nowait: bool = False, skip_locked: bool = False) -> Self:
+        """This repository, with reads that lock the rows they return until the transaction
+        ends (``SELECT ... FOR UPDATE``): ``get``, ``get_one``, ``get_many``, ``find``,
+        ``find_one``, ``list`` and ``page``.
+
+        ``nowait=True`` raises :class:`LockTimeoutError` at once when a row is held;
+        ``skip_locked=True`` leaves held rows out (a job queue's claim). On SQLite, see
+        docs/queries.md: a writing unit of work holds the database's write lock instead.
+
+        Raises:
+            ReadOnlyTransactionError: in a read-only unit of work.
+            TransactionError: on SQLite, outside a unit of work.
+            ConfigurationError: ``nowait`` with ``skip_locked``, or either on SQLite.
+        """
+        return self._locking(RowLock(nowait=nowait, skip_locked=skip_locked))
+
+    def for_share(self, *, nowait: bool = False, skip_locked: bool = False) -> Self:
+        """Like :meth:`for_update`, with a shared lock (``FOR SHARE``; ``LOCK IN SHARE MODE``
+        on MariaDB): others may read-lock the rows too, nobody may change them."""
+        return self._locking(RowLock(share=True, nowait=nowait, skip_locked=skip_locked))
+
+    def _locking(self, lock: RowLock) -> Self:
+        lock.check(self.session.sync_session, self._info.name)
+        view = copy.copy(self)
+        view._lock = lock
         return view
 
     async def _hard_delete(self, target: ModelT | Any) -> None:
@@ -871,6 +901,8 @@ class Repository(Generic[ModelT]):
             statement = statement.offset(offset)
         if limit is not None:
             statement = statement.limit(limit)
+        if self._lock is not None:
+            statement = self._lock.apply(statement, self.model)
         async with self._guard():
             result = (
                 await _execute(self.session, statement, execution_options=self._read_options)
@@ -1131,6 +1163,7 @@ class Repository(Generic[ModelT]):
     # --- policies (herorepo._policies): most of their work happens in session hooks -----------
 
     _include_deleted: bool = False
+    _lock: RowLock | None = None
     _read_options: Mapping[str, Any] = {}
 
     def _policies(self) -> Policies | None:
