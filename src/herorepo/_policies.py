@@ -36,6 +36,7 @@ from sqlalchemy.orm import (
     ORMExecuteState,
     Session,
     SessionTransaction,
+    registry,
     with_loader_criteria,
 )
 from sqlalchemy.orm.base import instance_state
@@ -217,6 +218,7 @@ class Policies:
         self._shapes: dict[tuple[Mapper[Any], str, str], tuple[bool, bool]] = {}
         self._cursor_keys: dict[tuple[tuple[bytes, ...], object], tuple[bytes, ...]] = {}
         self._known = -1
+        self._registries: set[registry] = {default_registry}
 
     @property
     def row_level_security(self) -> bool:
@@ -275,8 +277,14 @@ class Policies:
         (its tenant is fixed), and a statement only appends them.
         """
         include_deleted = bool(state.execution_options.get(INCLUDE_DELETED))
-        key = _OPTIONS_KEY + (":all" if include_deleted else "")
         info = state.session.info
+        for mapper in state.all_mappers:
+            if mapper.registry not in self._registries:  # models of another registry
+                self._registries.add(mapper.registry)
+                self._known = -1
+                info.pop((_OPTIONS_KEY, True), None)
+                info.pop((_OPTIONS_KEY, False), None)
+        key = (_OPTIONS_KEY, include_deleted)
         options = info.get(key)
         if options is None:
             options = info[key] = self._build_criteria(state.session, include_deleted)
@@ -315,7 +323,7 @@ class Policies:
                     session_tenant(state.session, mapper.class_.__name__)
 
     def _scoped_mappers(self) -> list[Mapper[Any]]:
-        mappers = list(default_registry.mappers)
+        mappers = [mapper for known in self._registries for mapper in known.mappers]
         if len(mappers) != self._known:  # models are declared as modules import
             self._scoped = [m for m in mappers if self.of(m).tenant or self.of(m).deleted]
             self._known = len(mappers)

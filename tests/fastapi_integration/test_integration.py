@@ -16,6 +16,7 @@ from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+from sqlmodel import select as select_model
 
 from herorepo import (
     ConfigurationError,
@@ -23,6 +24,7 @@ from herorepo import (
     FilterQuery,
     FilterSet,
     Repository,
+    TenantScope,
     TransactionError,
     UnitOfWork,
 )
@@ -36,6 +38,8 @@ from herorepo.integrations.fastapi import (
     get_unit_of_work,
     lifespan,
     repository,
+    scope_to_tenants,
+    tenant_header,
 )
 from herorepo.testing import checked_out_connections
 
@@ -480,3 +484,85 @@ async def test_background_task_never_uses_the_request_session(
     assert (await client.post(f"/notify-wrongly/{created['id']}")).status_code == 200
     [note] = notes
     assert note.startswith("refused: This unit of work has ended, and its session and repositories")
+
+
+# --- tenants -------------------------------------------------------------------------------------
+
+
+class Note(Base, table=True):
+    """Scoped to a tenant; declared in this module's own registry, as apps may."""
+
+    __tablename__ = "api_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=20)
+    text: str = Field(max_length=50)
+
+
+class NoteCreate(SQLModel):
+    text: str
+    tenant_id: str | None = None  # a client may try to write for another tenant
+
+
+Notes = Annotated[Repository[Note], Depends(repository(Note))]
+
+
+@pytest_asyncio.fixture
+async def tenant_client(api_database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    scoped = Database(api_database.url, policies=[TenantScope()])
+    app = FastAPI()
+    add_exception_handlers(app)
+    scope_to_tenants(app, tenant_header("X-Tenant"))
+    app.dependency_overrides[get_database] = lambda: scoped
+
+    @app.post("/notes", status_code=201)
+    async def create(note: NoteCreate, notes: Notes) -> Note:
+        return await notes.create(note.model_dump(exclude_none=True))
+
+    @app.get("/notes")
+    async def list_notes(notes: Notes) -> list[Note]:
+        return await notes.list()
+
+    @app.get("/notes/{note_id}")
+    async def read(note_id: int, notes: Notes) -> Note:
+        return await notes.get_one(note_id)
+
+    @app.get("/session-notes")
+    async def via_session(session: SessionDep) -> list[str]:
+        return [n.text for n in (await session.exec(select_model(Note))).all()]
+
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        async with api_database.engine.begin() as connection:
+            await connection.execute(delete(Note.__table__))  # type: ignore[arg-type]
+        await scoped.dispose()
+
+
+async def test_requests_are_scoped_to_the_tenant_of_their_header(
+    tenant_client: httpx.AsyncClient,
+) -> None:
+    acme, globex = {"X-Tenant": "acme"}, {"X-Tenant": "globex"}
+    created = await tenant_client.post("/notes", json={"text": "a"}, headers=acme)
+    assert created.status_code == 201
+    assert created.json()["tenant_id"] == "acme"
+    note_id = created.json()["id"]
+    await tenant_client.post("/notes", json={"text": "g"}, headers=globex)
+
+    listed = await tenant_client.get("/notes", headers=globex)
+    assert [n["text"] for n in listed.json()] == ["g"]
+    assert (await tenant_client.get(f"/notes/{note_id}", headers=globex)).status_code == 404
+    assert (await tenant_client.get(f"/notes/{note_id}", headers=acme)).status_code == 200
+    session_notes = await tenant_client.get("/session-notes", headers=acme)
+    assert session_notes.json() == ["a"]
+
+    missing = await tenant_client.get("/notes")
+    assert missing.status_code == 400
+    assert "X-Tenant" in missing.json()["detail"]
+    forged = await tenant_client.post(
+        "/notes", json={"text": "x", "tenant_id": "acme"}, headers=globex
+    )
+    assert forged.status_code == 403
+    assert [n["text"] for n in (await tenant_client.get("/notes", headers=acme)).json()] == ["a"]

@@ -62,7 +62,7 @@ from typing import (
 from uuid import UUID
 
 try:
-    from fastapi import Depends, FastAPI, Query, Request
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.responses import JSONResponse
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -84,9 +84,11 @@ from .._errors import (
     InvalidFilterError,
     NotFoundError,
     NotNullViolationError,
+    TenantMismatchError,
     UniqueViolationError,
 )
 from .._filters import OPERATORS, TEXT, FilterQuery, FilterSet
+from .._policies import tenant
 from .._repository import Repository
 from .._unit_of_work import UnitOfWork
 from .._values import integer_range
@@ -103,6 +105,8 @@ if "scope" not in inspect.signature(Depends).parameters:  # pragma: no cover
 __all__ = [
     "DatabaseDep",
     "SessionDep",
+    "TenantDep",
+    "TenantResolver",
     "UnitOfWorkDep",
     "add_exception_handlers",
     "filter_query",
@@ -111,6 +115,9 @@ __all__ = [
     "get_unit_of_work",
     "lifespan",
     "repository",
+    "request_tenant",
+    "scope_to_tenants",
+    "tenant_header",
 ]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
@@ -119,6 +126,45 @@ RepositoryT = TypeVar("RepositoryT", bound="Repository[Any]")
 logger = logging.getLogger("herorepo")
 
 _STATE_KEY = "herorepo_database"
+_TENANT_KEY = "herorepo_tenant"
+
+
+TenantResolver = Callable[[HTTPConnection], object]
+"""Where a request's tenant comes from: a function of the request (its headers, or the user an
+authentication middleware put in ``request.state``) returning the tenant, or ``None``."""
+
+
+def tenant_header(name: str = "X-Tenant") -> TenantResolver:
+    """A :data:`TenantResolver` reading the tenant from request header ``name``.
+
+    Only behind a gateway that sets the header from the authenticated user: a client that may
+    set it itself may name any tenant.
+    """
+
+    def resolve(connection: HTTPConnection) -> str | None:
+        return connection.headers.get(name) or None
+
+    resolve.__doc__ = f"the {name} header"
+    return resolve
+
+
+def scope_to_tenants(app: FastAPI, resolve: TenantResolver) -> None:
+    """Scope every request of ``app`` to its tenant, as ``resolve`` finds it.
+
+    ::
+
+        db = Database.from_env(policies=[TenantScope()])
+        app = FastAPI(lifespan=lifespan(db))
+        scope_to_tenants(app, tenant_header("X-Tenant"))
+
+    With a :class:`~herorepo.TenantScope` policy on the database, the session and unit of work
+    of each request (and so every repository) see that tenant's rows only; a request that names
+    no tenant gets a 400. Call it when building the app (herorepo.testing's client needs no
+    lifespan, and sees it too).
+
+    .. versionadded:: 0.1.0
+    """
+    setattr(app.state, _TENANT_KEY, resolve)
 
 
 def lifespan(
@@ -179,9 +225,34 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 session."""
 
 
-async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+def request_tenant(connection: HTTPConnection) -> object:
+    """The request's tenant, from the resolver of :func:`scope_to_tenants` (``None`` without).
+
+    Raises:
+        HTTPException: 400, the app scopes requests to tenants and this one names none.
+    """
+    resolve: TenantResolver | None = getattr(connection.app.state, _TENANT_KEY, None)
+    if resolve is None:
+        return None
+    value = resolve(connection)
+    if value is None:
+        where = resolve.__doc__ or "the request"
+        raise HTTPException(400, f"This request names no tenant: set {where}.")
+    return value
+
+
+TenantDep = Annotated[object, Depends(request_tenant)]
+
+
+async def get_session(database: DatabaseDep, value: TenantDep) -> AsyncIterator[AsyncSession]:
     """Yield a session for one request; use :data:`SessionDep` rather than this function."""
-    async with database.session() as session:
+    if value is None:
+        async with database.session() as session:
+            yield session
+        return
+    with tenant(value):  # the session takes the tenant when it is made
+        session = database.session()
+    async with session:
         yield session
 
 
@@ -190,9 +261,9 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 returns is rolled back, and the session is closed before the response is sent."""
 
 
-async def get_unit_of_work(database: DatabaseDep) -> AsyncIterator[UnitOfWork]:
+async def get_unit_of_work(database: DatabaseDep, value: TenantDep) -> AsyncIterator[UnitOfWork]:
     """Yield a unit of work for one request; use :data:`UnitOfWorkDep` rather than this function."""
-    async with database.unit_of_work() as uow:
+    async with database.unit_of_work(tenant=value) as uow:
         yield uow
 
 
@@ -427,6 +498,8 @@ def add_exception_handlers(app: FastAPI) -> None:
                                                        value already exists."}``, one sentence per
                                                        kind of violation: no SQL, no constraint,
                                                        table or column name, no value
+    :class:`~herorepo.TenantMismatchError`     403     ``{"detail": "This tenant may not write
+                                                       that row."}``
     :class:`~herorepo.InvalidFilterError`,     422     FastAPI's validation error shape:
     :class:`~herorepo.InvalidCursorError`,             ``{"detail": [{"type": "invalid_filter",
     :class:`~herorepo.InvalidDataError`                "loc": ["query"], "msg": "..."}]}``
@@ -440,6 +513,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     """
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(TenantMismatchError, _forbidden)
     for error in _INVALID:
         app.add_exception_handler(error, _invalid)
 
@@ -449,6 +523,11 @@ async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     # A search by criteria renders them as SQL; only a key lookup's message is for clients.
     detail = str(exc) if exc.ident is not None else f"{exc.model} not found."
     return JSONResponse({"detail": detail}, status_code=404)
+
+
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    logger.info("%s %s answered 403 Forbidden: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "This tenant may not write that row."}, status_code=403)
 
 
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
