@@ -62,7 +62,7 @@ TENANT_KEY = "herorepo.tenant"
 """Where a session keeps its tenant (``info``), fixed when the session is made."""
 ACTOR_KEY = "herorepo.actor"
 _CLOCK_KEY = "herorepo.clock"
-_OPTIONS_KEY = "herorepo.policy_options"
+_MAX_CACHED_TENANTS = 4096
 
 INCLUDE_DELETED = "herorepo_include_deleted"
 """Execution option: this statement sees soft-deleted rows too."""
@@ -219,6 +219,7 @@ class Policies:
         self._cursor_keys: dict[tuple[tuple[bytes, ...], object], tuple[bytes, ...]] = {}
         self._known = -1
         self._registries: set[registry] = {default_registry}
+        self._options: dict[tuple[object, bool], tuple[Any, ...]] = {}
 
     @property
     def row_level_security(self) -> bool:
@@ -273,27 +274,34 @@ class Policies:
         """The ``with_loader_criteria`` options for a statement of ``state``'s session.
 
         Every scoped model gets its criterion on every statement, so that a model inside a
-        subquery, an EXISTS or a join is scoped too. The options are built once per session
-        (its tenant is fixed), and a statement only appends them.
+        subquery, an EXISTS or a join is scoped too. The options of a tenant are built once and
+        kept (a few thousand tenants at most), so a statement only appends them.
         """
         include_deleted = bool(state.execution_options.get(INCLUDE_DELETED))
-        info = state.session.info
         for mapper in state.all_mappers:
             if mapper.registry not in self._registries:  # models of another registry
                 self._registries.add(mapper.registry)
                 self._known = -1
-                info.pop((_OPTIONS_KEY, True), None)
-                info.pop((_OPTIONS_KEY, False), None)
-        key = (_OPTIONS_KEY, include_deleted)
-        options = info.get(key)
+                self._options.clear()
+        value = state.session.info.get(TENANT_KEY)
+        key = (value, include_deleted)
+        try:
+            options = self._options.get(key)
+        except TypeError:  # an unhashable tenant value: built for every statement
+            return self._checked(state, self._build_criteria(value, include_deleted))
         if options is None:
-            options = info[key] = self._build_criteria(state.session, include_deleted)
-        if options and info.get(TENANT_KEY) is None:
+            options = self._build_criteria(value, include_deleted)
+            if len(self._options) >= _MAX_CACHED_TENANTS:
+                self._options.clear()
+            self._options[key] = options
+        return self._checked(state, options)
+
+    def _checked(self, state: ORMExecuteState, options: tuple[Any, ...]) -> tuple[Any, ...]:
+        if options and state.session.info.get(TENANT_KEY) is None:
             self._refuse_without_tenant(state)
         return options
 
-    def _build_criteria(self, session: Session, include_deleted: bool) -> tuple[Any, ...]:
-        value = session.info.get(TENANT_KEY)
+    def _build_criteria(self, value: object, include_deleted: bool) -> tuple[Any, ...]:
         options: list[Any] = []
         for mapper in self._scoped_mappers():
             model = self.of(mapper)
