@@ -1,1 +1,1 @@
-"""The benchmark suite of issue 6; run it with ``nox -s bench`` (see README.md here)."""
+"""The benchmark suite: herorepo beside raw drivers, Core and SQLModel; ``nox -s bench``."""

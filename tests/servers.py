@@ -501,6 +501,10 @@ def pgbouncer_binary() -> str:
     return found
 
 
+RLS_ROLE = "herorepo_rls_app"
+"""A login role without BYPASSRLS, for the row-level security tests through PgBouncer."""
+
+
 class PgBouncer:
     """PgBouncer in transaction pooling mode in front of ``server``'s ``test`` database."""
 
@@ -514,6 +518,8 @@ class PgBouncer:
         ini.write_text(
             "[databases]\n"
             f"test = host=127.0.0.1 port={server.port} dbname=test user=postgres\n"
+            # The same database as a role that row-level security applies to (not a superuser).
+            f"test_rls = host=127.0.0.1 port={server.port} dbname=test user={RLS_ROLE}\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"

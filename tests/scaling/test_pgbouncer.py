@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
-from herorepo import Database, EngineConfig
+from herorepo import Database, EngineConfig, TenantScope
 
 from ..models import Team, metadata
-from ..servers import PgBouncer, PostgresServer
+from ..servers import RLS_ROLE, PgBouncer, PostgresServer
 from .conftest import Measured
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.postgres]
@@ -120,4 +120,52 @@ async def test_without_the_profile_prepared_statements_break(
         "the same through PgBouncer with the default settings (control)",
         f"{sum(errors.values())} of {done + sum(errors.values())} units of work failed: "
         + ", ".join(f"{name}: {count}" for name, count in sorted(errors.items())),
+    )
+
+
+async def test_row_level_security_holds_through_transaction_pooling(
+    bouncer: PgBouncer, throwaway_postgres: PostgresServer, measured: Measured
+) -> None:
+    # The tenant is set per transaction (set_config(..., true)): a server connection that served
+    # one tenant's transaction serves the next client's with that client's tenant, never the
+    # previous one. 10 clients of two tenants share 2 server connections.
+    throwaway_postgres.psql(
+        f"DO $$ BEGIN CREATE ROLE {RLS_ROLE} LOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+        f"GRANT SELECT ON hr_project TO {RLS_ROLE};"
+        "ALTER TABLE hr_project ENABLE ROW LEVEL SECURITY;"
+        "DROP POLICY IF EXISTS tenant_rows ON hr_project;"
+        "CREATE POLICY tenant_rows ON hr_project "
+        "USING (tenant_id = current_setting('herorepo.tenant', true));"
+        "INSERT INTO hr_project (tenant_id, code, name) VALUES ('a', 'p', ''), ('b', 'p', '');",
+        database="test",
+    )
+    seen: Counter[str] = Counter()
+    url = bouncer.url.replace("/test", "/test_rls")
+    scope = TenantScope(row_level_security=True)
+    try:
+        async with Database(url, EngineConfig(pgbouncer=True), policies=[scope]) as db:
+
+            async def worker(number: int) -> None:
+                for i in range(40):
+                    mine = "ab"[(number + i) % 2]
+                    async with db.unit_of_work(tenant=mine) as uow:
+                        rows = await uow.session.exec(text("SELECT tenant_id FROM hr_project"))  # type: ignore[call-overload]
+                        found = [row[0] for row in rows]
+                    seen["right" if found == [mine] else f"wrong: {found} for {mine}"] += 1
+
+            await asyncio.gather(*(worker(n) for n in range(WORKERS)))
+    finally:
+        throwaway_postgres.psql(
+            "DROP POLICY IF EXISTS tenant_rows ON hr_project;"
+            "ALTER TABLE hr_project DISABLE ROW LEVEL SECURITY;"
+            f"REVOKE ALL ON hr_project FROM {RLS_ROLE};"
+            "DELETE FROM hr_project;",
+            database="test",
+        )
+    assert seen == Counter({"right": WORKERS * 40}), seen
+    measured(
+        "row-level security (`TenantScope(row_level_security=True)`) through the same PgBouncer",
+        f"{WORKERS * 40} units of work of two tenants from {WORKERS} clients: each saw only its "
+        "tenant's rows",
     )
