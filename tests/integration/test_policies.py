@@ -552,3 +552,31 @@ async def test_the_partial_index_recipe_on_postgresql_and_sqlite(write_db: Datab
                 await connection.execute(insert, live)
     finally:
         await write_db.drop_all(PARTIAL)
+
+
+async def test_a_soft_deleted_row_is_left_out_of_every_read(world: World) -> None:
+    gone = world.a_tasks[1]
+    async with world.db.unit_of_work(tenant="a") as uow:
+        await uow.repository(Task).delete(gone)
+    async with world.db.unit_of_work(tenant="a", read_only=True) as uow:
+        tasks = uow.repository(Task)
+        session = uow.session
+        reads = {
+            "get_many": await tasks.get_many(world.a_tasks),
+            "find": [await tasks.find_one(title="a0"), await tasks.find(title="a1")],
+            "list": await tasks.list(),
+            "page": (await tasks.page(limit=10)).items,
+            "keyset": (await tasks.keyset(limit=10)).items,
+            "stream": [task async for task in tasks.stream(batch_size=1)],
+            "own select": list((await session.exec(select(Task))).all()),
+            "relationship": (
+                await uow.repository(Project).get_one(world.a, load=[Project.tasks])
+            ).tasks,
+        }
+        for path, found in reads.items():
+            ids = [task.id for task in found if task is not None]
+            assert gone not in ids, path
+            assert ids, path
+        assert await tasks.get(gone) is None
+        assert not await tasks.exists(id=gone)
+        assert gone in [t.id for t in await tasks.with_deleted().list()]
