@@ -1,4 +1,4 @@
-"""The hero API: heroes and teams over HTTP, on FastAPI and herorepo.
+"""The hero API: heroes and teams over HTTP, on FastAPI and herorepo, for many tenants.
 
 From the repository root::
 
@@ -6,19 +6,25 @@ From the repository root::
     uvicorn examples.heroes_api.app:app --reload
 
 It keeps its data in heroes.db (SQLite), or in the database named by DATABASE_URL, and creates
-its tables, api_team and api_hero, on startup. Try ``GET /heroes/?name__icontains=man&
-order_by=-age&limit=10``; the answer's ``next_cursor``, passed back as ``after=`` with the same
-filters and order, reads the next page; http://127.0.0.1:8000/docs lists every parameter.
+its tables, api_team and api_hero, on startup. Each request names its tenant in the X-Tenant
+header, and sees and writes that tenant's teams and heroes only; a request without it gets a
+400. (A client must not choose its tenant: serve the app behind a gateway that sets the header
+from the authenticated user, or resolve the tenant from the user, see docs/fastapi.md.)
+DELETE /heroes/{id} keeps the row, marked deleted, and POST /heroes/{id}/restore brings it back.
+
+Try ``curl -H 'X-Tenant: acme' 'localhost:8000/heroes/?name__icontains=man&order_by=-age&
+limit=10'``; the answer's ``next_cursor``, passed back as ``after=`` with the same filters and
+order, reads the next page; http://127.0.0.1:8000/docs lists every parameter.
 tests/examples/test_heroes_api.py runs it on SQLite, PostgreSQL and MySQL, and
 tests/examples/test_schemathesis.py sends it requests generated from its OpenAPI schema.
 """
 
 import logging
-from collections.abc import Generator
-from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
 
@@ -26,9 +32,10 @@ from herorepo import (
     Database,
     FilterQuery,
     FilterSet,
-    ForeignKeyViolationError,
     KeysetPage,
     Repository,
+    SoftDelete,
+    TenantScope,
 )
 from herorepo.integrations.fastapi import (
     DatabaseDep,
@@ -36,6 +43,8 @@ from herorepo.integrations.fastapi import (
     filter_query,
     lifespan,
     repository,
+    scope_to_tenants,
+    tenant_header,
 )
 
 logger = logging.getLogger("heroes_api")
@@ -46,31 +55,39 @@ class Base(SQLModel, registry=registry()):
 
 
 # --- tables and schemas --------------------------------------------------------------------------
+# The tables have a tenant_id, which the TenantScope policy fills and filters on; the schemas
+# have none: the client never sends nor sees it.
 
 
 class TeamBase(Base):
-    name: str = Field(max_length=100, unique=True)
+    name: str = Field(max_length=100)
     headquarters: str = Field(max_length=200)
 
 
 class Team(TeamBase, table=True):
     __tablename__ = "api_team"  # pyright: ignore[reportAssignmentType]  (fastapi/sqlmodel#98)
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)  # each tenant names its own teams
 
     id: int | None = Field(default=None, primary_key=True)
-    heroes: list["Hero"] = Relationship(back_populates="team")
+    tenant_id: str = Field(max_length=40)
+    # Deleting a team leaves its heroes without one: ON DELETE SET NULL, which reaches the
+    # soft-deleted heroes too (the ORM, which does not see them, would leave them pointing at it).
+    heroes: list["Hero"] = Relationship(back_populates="team", passive_deletes=True)
 
 
 class HeroBase(Base):
     name: str = Field(max_length=100, index=True)
     secret_name: str = Field(max_length=100)
     age: int | None = Field(default=None, index=True)
-    team_id: int | None = Field(default=None, foreign_key="api_team.id")
+    team_id: int | None = Field(default=None, foreign_key="api_team.id", ondelete="SET NULL")
 
 
 class Hero(HeroBase, table=True):
     __tablename__ = "api_hero"  # pyright: ignore[reportAssignmentType]
 
     id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=40, index=True)
+    deleted_at: datetime | None = None  # set by DELETE (SoftDelete): reads leave the hero out
     team: Team | None = Relationship(back_populates="heroes")
 
 
@@ -113,9 +130,13 @@ class TeamPublicWithHeroes(TeamPublic):
 
 # --- the app -------------------------------------------------------------------------------------
 
-db = Database.from_env(default="sqlite+aiosqlite:///heroes.db")
+# Every statement of every request is scoped to the request's tenant and skips deleted heroes.
+POLICIES = [TenantScope(), SoftDelete()]
+db = Database.from_env(default="sqlite+aiosqlite:///heroes.db", policies=POLICIES)
 app = FastAPI(title="Heroes", lifespan=lifespan(db, create_tables=True, metadata=Base.metadata))
 add_exception_handlers(app)  # NotFoundError -> 404, ConflictError -> 409, bad filters -> 422
+# The tenant of each request, from its X-Tenant header; a request without it gets a 400.
+scope_to_tenants(app, tenant_header("X-Tenant"))
 
 # One unit of work per request, shared by its repositories: committed before the response is
 # sent, rolled back if the endpoint raises.
@@ -139,25 +160,25 @@ team_filters = FilterSet(Team, filters={"name": ["eq", "icontains"]}, sort=["nam
 TeamQuery = Annotated[FilterQuery, Depends(filter_query(team_filters, paging="offset"))]
 
 
-@contextmanager
-def team_must_exist() -> Generator[None, None, None]:
-    """Answer a hero's team_id that names no team with 404, as an unknown hero_id is."""
-    try:
-        yield
-    except ForeignKeyViolationError:
-        raise HTTPException(status_code=404, detail="Team not found") from None
+async def check_team(team_id: int | None, teams: Repository[Team]) -> None:
+    """Answer a team_id that names none of the tenant's teams with 404, as an unknown hero_id is.
+
+    The foreign key would take another tenant's team: it only checks that the row exists.
+    """
+    if team_id is not None and not await teams.exists(id=team_id):
+        raise HTTPException(status_code=404, detail="Team not found")
 
 
 @app.post("/heroes/", response_model=HeroPublic)
 async def create_hero(
-    data: HeroCreate, heroes: Heroes, database: DatabaseDep, tasks: BackgroundTasks
+    data: HeroCreate, heroes: Heroes, teams: Teams, database: DatabaseDep, tasks: BackgroundTasks
 ) -> Hero:
-    with team_must_exist():
-        hero = await heroes.create(data)
+    await check_team(data.team_id, teams)
+    hero = await heroes.create(data)  # its tenant_id is the request's
     assert hero.id is not None  # the INSERT has run: create() flushes
     # The task runs after the commit and the response, when the request's session is closed:
-    # it gets the database and opens a session of its own.
-    tasks.add_task(notify_new_hero, database, hero.id)
+    # it gets the database and the tenant, and opens a unit of work of its own.
+    tasks.add_task(notify_new_hero, database, hero.tenant_id, hero.id)
     return hero
 
 
@@ -177,14 +198,20 @@ async def read_hero(hero_id: int, heroes: Heroes) -> Hero:
 
 
 @app.patch("/heroes/{hero_id}", response_model=HeroPublic)
-async def update_hero(hero_id: int, data: HeroUpdate, heroes: Heroes) -> Hero:
-    with team_must_exist():
-        return await heroes.update(hero_id, data)  # only the fields the client sent
+async def update_hero(hero_id: int, data: HeroUpdate, heroes: Heroes, teams: Teams) -> Hero:
+    await check_team(data.team_id, teams)
+    return await heroes.update(hero_id, data)  # only the fields the client sent
 
 
 @app.delete("/heroes/{hero_id}", status_code=204)
 async def delete_hero(hero_id: int, heroes: Heroes) -> None:
-    await heroes.delete(hero_id)
+    await heroes.delete(hero_id)  # sets deleted_at; a second DELETE is a 404
+
+
+@app.post("/heroes/{hero_id}/restore", response_model=HeroPublic)
+async def restore_hero(hero_id: int, heroes: Heroes) -> Hero:
+    """Bring a deleted hero back (a hero that was not deleted is returned as it is)."""
+    return await heroes.restore(hero_id)
 
 
 @app.post("/teams/", response_model=TeamPublic)
@@ -209,13 +236,16 @@ async def read_team(team_id: int, teams: Teams) -> Team:
 
 @app.delete("/teams/{team_id}", status_code=204)
 async def delete_team(team_id: int, teams: Teams) -> None:
-    # Its heroes stay, without a team: the ORM sets their team_id to NULL first.
+    # Its heroes stay, without a team: the foreign key sets their team_id to NULL.
     await teams.delete(team_id)
 
 
-async def notify_new_hero(database: Database, hero_id: int) -> None:
-    """Tell the world about a new hero, reading it again in a session of its own."""
-    async with database.session() as session:
-        hero = await Repository(session, Hero).get(hero_id)
+async def notify_new_hero(database: Database, tenant_id: str, hero_id: int) -> None:
+    """Tell the world about a new hero, reading it again in a unit of work of its own.
+
+    The request's tenant ended with the request: the task names it again.
+    """
+    async with database.unit_of_work(tenant=tenant_id) as uow:
+        hero = await uow.repository(Hero).get(hero_id)
     if hero is not None:
         logger.info("New hero: %s (id=%s)", hero.name, hero.id)

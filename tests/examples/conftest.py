@@ -1,18 +1,27 @@
 """The example apps' tests use herorepo.testing, as a user's suite would, on every backend.
 
-tests/conftest.py turns the plugin on; here its fixtures get the backend's URL, the app's tables
-and the app. Every test runs inside a transaction that is rolled back at its end.
+tests/conftest.py turns the plugin on; here its fixtures get the backend's URL, the app's tables,
+the app's policies and the app. Every test runs inside a transaction that is rolled back at its
+end.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import MetaData
 
-from examples.heroes_api.app import Base, app
+from examples.heroes_api.app import POLICIES, Base, app
+from herorepo import Database
 
 from ..conftest import backend_url
+
+TENANT = "acme"
+"""The tenant of ``client``'s requests."""
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +34,25 @@ def herorepo_metadata() -> MetaData:
     return Base.metadata
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def herorepo_database(herorepo_database: Database) -> AsyncIterator[Database]:
+    """The plugin's database (which creates the app's tables, and drops them), with the app's
+    policies: herorepo_db, herorepo_client's requests and their tenants are scoped as in the app.
+    """
+    async with Database(herorepo_database.url, policies=POLICIES) as database:
+        yield database
+
+
 @pytest.fixture
 def herorepo_app() -> FastAPI:
     return app
+
+
+@pytest.fixture
+def client(herorepo_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """herorepo_client, its requests made for tenant acme, as the app's gateway would send them.
+
+    A request may name another tenant with ``headers={"X-Tenant": ...}``.
+    """
+    herorepo_client.headers["X-Tenant"] = TENANT
+    return herorepo_client

@@ -5,11 +5,11 @@ the schema (positive) and ones that break it (negative). Each request is sent to
 in-process and must be answered without a 5xx, with a response that conforms to the schema
 (status code aside: the app documents its 200s and 422s, not its 404s and 409s).
 
-Hypothesis generates the cases up front and the test sends them through ``herorepo_client``, on
-the test's event loop, so the app's writes are rolled back at the end of the test. (Schemathesis's
-own ASGI client runs the app on an event loop of its own, which cannot use the test database's
-connections.) Generation is derandomized, so every run sends the same requests, and bounded by
-MAX_EXAMPLES.
+Hypothesis generates the cases up front and the test sends them through ``client``
+(herorepo_client with the X-Tenant header, which the schema does not declare), on the test's event
+loop, so the app's writes are rolled back at the end of the test. (Schemathesis's own ASGI client
+runs the app on an event loop of its own, which cannot use the test database's connections.)
+Generation is derandomized, so every run sends the same requests, and bounded by MAX_EXAMPLES.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def generated_cases(mode: GenerationMode) -> list[Case]:
 
 
 async def send(client: httpx.AsyncClient, case: Case) -> httpx.Response:
-    """Send ``case`` as Schemathesis's requests transport would, through ``client``."""
+    """Send ``case`` as Schemathesis's requests transport would, through ``client`` (whose
+    headers, the tenant's, go with the case's)."""
     request = case.as_transport_kwargs(base_url=str(client.base_url))
     assert not request.get("cookies"), "the app reads no cookies"
     body: dict[str, Any] = {}
@@ -78,14 +79,14 @@ async def send(client: httpx.AsyncClient, case: Case) -> httpx.Response:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 async def test_generated_requests_get_no_server_error_and_conform(
-    herorepo_client: httpx.AsyncClient, mode: GenerationMode
+    client: httpx.AsyncClient, mode: GenerationMode
 ) -> None:
     failures: list[str] = []
     for case in generated_cases(mode):
         try:
-            response = await send(herorepo_client, case)
+            response = await send(client, case)
         except Exception as error:  # the app raised: a client would get a 500
-            curl = case.as_curl_command(base_url=str(herorepo_client.base_url))
+            curl = case.as_curl_command(base_url=str(client.base_url))
             failures.append(f"{curl}\nraised {error!r}\n")
             continue
         try:

@@ -1,0 +1,331 @@
+"""The reads and pages of ``Repository``: one concern of its façade, in a module of its own."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import (
+    AsyncIterator,
+    Iterable,
+    Sequence,
+)
+from typing import (
+    Any,
+)
+
+from sqlalchemy import func, select, tuple_
+
+from ._errors import (
+    InvalidFilterError,
+    MultipleResultsError,
+    NotFoundError,
+    short_repr,
+)
+from ._loading import LoadSpec, eager
+from ._pagination import (
+    KeysetPage,
+    Page,
+    order_clauses,
+    parse_sort,
+    seek_condition,
+    with_tiebreaker,
+)
+from ._repository_base import (
+    ModelT,
+    OrderBy,
+    RepositoryBase,
+    Where,
+    check_count,
+    clauses,
+    execute,
+    is_whole,
+)
+from ._upsert import (
+    MAX_PARAMETERS,
+)
+
+__all__ = ["RepositoryReads"]
+
+
+class RepositoryReads(RepositoryBase[ModelT]):
+    """The reads and pages of :class:`~herorepo.Repository`."""
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def get(self, ident: Any, *, load: Sequence[LoadSpec] = ()) -> ModelT | None:
+        """Return the row with primary key ``ident``, or ``None``.
+
+        Without ``load`` this is ``session.get()``: no SQL when the object is already in the
+        session. With ``load`` the row is read again with its relationships (one extra SELECT per
+        relationship, or a JOIN with :func:`~herorepo.joined`).
+
+        Args:
+            ident: The primary key; a tuple for a composite key.
+            load: Relationships to load eagerly.
+
+        Raises:
+            InvalidDataError: ``ident`` does not fit the primary key's type (``"abc"`` for an
+                integer key), on every backend.
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        options = eager(*load, model=self.model) if load else None
+        ident = self._checked_key(ident)
+        async with self._guard():
+            lock = self._lock
+            found = await self.session.get(
+                self.model,
+                ident,
+                options=options,
+                populate_existing=bool(load) or lock is not None,
+                with_for_update=lock.for_get() if lock is not None else None,
+                execution_options=self._read_options,
+            )
+        deleted = self._deleted_column()
+        if found is not None and deleted and not self._include_deleted:
+            # session.get() answers from the identity map without SQL: an object deleted
+            # softly in this session is still there.
+            return None if getattr(found, deleted) is not None else found
+        return found
+
+    async def get_one(self, ident: Any, *, load: Sequence[LoadSpec] = ()) -> ModelT:
+        """Return the row with primary key ``ident``.
+
+        Raises:
+            NotFoundError: no such row ("Hero with id=3 does not exist.").
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        found = await self.get(ident, load=load)
+        if found is None:
+            raise self._not_found(ident)
+        return found
+
+    async def get_many(
+        self, idents: Iterable[Any], *, load: Sequence[LoadSpec] = ()
+    ) -> builtins.list[ModelT]:
+        """Return the rows whose primary keys are in ``idents``, in the order given.
+
+        Keys with no row are left out; a key given twice gives its row once. One SELECT per
+        30,000 key values (drivers cap the parameters of one statement: 32,767 on asyncpg).
+
+        Raises:
+            InvalidLoadError: ``load`` names something that is not a relationship.
+        """
+        keys = list(dict.fromkeys(self._checked_key(ident) for ident in idents))
+        if not keys:
+            return []
+        info = self._info
+        width = len(info.primary_key)
+        size = max(1, MAX_PARAMETERS // width)
+        rows: builtins.list[ModelT] = []
+        for start in range(0, len(keys), size):
+            part = keys[start : start + size]
+            if width == 1:
+                where = info.primary_key[0].in_(part)
+            else:
+                where = tuple_(*info.primary_key).in_([tuple(k) for k in part])
+            rows.extend(await self._select(where, load=load))
+        by_key = {self._key_of(row): row for row in rows}
+        return [by_key[k] for k in (self._normal_key(k) for k in keys) if k in by_key]
+
+    async def find(
+        self, *where: Where, load: Sequence[LoadSpec] = (), **equal: Any
+    ) -> ModelT | None:
+        """Return the one row matching the criteria, or ``None``.
+
+        Args:
+            where: SQLAlchemy expressions, e.g. ``Hero.age > 30``.
+            load: Relationships to load eagerly.
+            equal: Column equality filters, e.g. ``name="Deadpond"`` (``None`` means IS NULL).
+
+        Raises:
+            MultipleResultsError: more than one row matched.
+            InvalidDataError: a keyword is not a column of the model.
+        """
+        rows = await self._select(*where, *self._equality(equal), load=load, limit=2)
+        if len(rows) > 1:
+            raise MultipleResultsError(
+                f"More than one {self._info.name} matches {self._criteria(where, equal)}; "
+                "use list() for several rows, or narrow the criteria."
+            )
+        return rows[0] if rows else None
+
+    async def find_one(self, *where: Where, load: Sequence[LoadSpec] = (), **equal: Any) -> ModelT:
+        """Return the one row matching the criteria.
+
+        Raises:
+            NotFoundError: no row matched.
+            MultipleResultsError: more than one row matched.
+            InvalidDataError: a keyword is not a column of the model.
+        """
+        found = await self.find(*where, load=load, **equal)
+        if found is None:
+            raise NotFoundError(
+                f"No {self._info.name} matches {self._criteria(where, equal)}.",
+                model=self._info.name,
+            )
+        return found
+
+    async def list(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | None = None,
+        offset: int | None = None,
+        limit: int | None = None,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> builtins.list[ModelT]:
+        """Return the rows matching the criteria, ordered by ``order_by`` (default: primary key).
+
+        Args:
+            where: SQLAlchemy expressions, e.g. ``Hero.age > 30``.
+            order_by: A column or expression, or a sequence of them (``Hero.age.desc()``).
+            offset: Rows to skip.
+            limit: Most rows to return.
+            load: Relationships to load eagerly.
+            equal: Column equality filters, e.g. ``team_id=1``.
+
+        Raises:
+            InvalidDataError: ``offset`` or ``limit`` is negative, or a keyword is not a column.
+        """
+        check_count("offset", offset)
+        check_count("limit", limit)
+        return await self._select(
+            *where,
+            *self._equality(equal),
+            load=load,
+            order_by=order_by,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def count(self, *where: Where, **equal: Any) -> int:
+        """Return how many rows match the criteria (all rows when none are given)."""
+        statement = select(func.count()).select_from(self.model)
+        statement = statement.where(*clauses(where), *self._equality(equal))
+        async with self._guard():
+            result = await execute(self.session, statement, execution_options=self._read_options)
+            return result.scalar_one()
+
+    async def exists(self, *where: Where, **equal: Any) -> bool:
+        """Return whether any row matches the criteria; stops at the first match."""
+        condition = select(self.model).where(*clauses(where), *self._equality(equal)).exists()
+        async with self._guard():
+            result = await execute(
+                self.session, select(condition), execution_options=self._read_options
+            )
+            return bool(result.scalar_one())
+
+    # --- pages and streams -----------------------------------------------------------------------
+
+    async def page(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        count: bool = False,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> Page[ModelT]:
+        """Return one offset page, and the total when ``count=True`` (one more query).
+
+        OFFSET makes the database skip rows one by one: deep pages of big tables get slow.
+        Prefer :meth:`keyset` there.
+
+        Raises:
+            InvalidFilterError: ``limit`` is not between 1 and ``max_page_size``, or
+                ``offset`` is negative.
+        """
+        self._check_limit(limit)
+        if not is_whole(offset, 0):
+            raise InvalidFilterError(
+                f"offset must be a whole number from 0 to 2**63 - 1, got {short_repr(offset)}."
+            )
+        conditions = [*clauses(where), *self._equality(equal)]
+        items = await self._select(
+            *conditions, load=load, order_by=order_by, offset=offset, limit=limit
+        )
+        total = await self.count(*conditions) if count else None
+        return Page(items=items, offset=offset, limit=limit, total=total)
+
+    async def keyset(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> KeysetPage[ModelT]:
+        """Return the page after cursor ``after`` (the first page without it).
+
+        The sort (default: primary key) may span several columns in either direction, given as
+        columns (``Hero.age.desc()``) or names (``"-age,name"``); the primary key is added as
+        the last tie-breaker. NULLs sort last in both directions. One SELECT per page, which
+        seeks with the index instead of skipping rows.
+
+        Raises:
+            InvalidCursorError: ``after`` is not a cursor made for this model and sort order.
+            InvalidFilterError: a sort key is not a column, or ``limit`` is out of range.
+        """
+        self._check_limit(limit)
+        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        codec = self._codec(keys)
+        conditions = [*clauses(where), *self._equality(equal)]
+        if after is not None:
+            values = codec.decode(after, self._value_checks())
+            conditions.append(seek_condition(self.model, keys, values, self._info.nullable))
+        rows = await self._select(
+            *conditions,
+            load=load,
+            order_by=order_clauses(self.model, keys, self._info.nullable),
+            limit=limit + 1,
+            tiebreak=False,
+        )
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more and items:
+            last = items[-1]
+            next_cursor = codec.encode([getattr(last, k.key) for k in keys])
+        return KeysetPage(items=items, next_cursor=next_cursor, limit=limit)
+
+    async def stream(
+        self,
+        *where: Where,
+        order_by: OrderBy | Sequence[OrderBy] | str | None = None,
+        batch_size: int = 1000,
+        load: Sequence[LoadSpec] = (),
+        **equal: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Iterate over every matching row, holding at most ``batch_size`` rows at a time.
+
+        Rows are read in keyset batches (one SELECT each), so no cursor stays open between
+        batches: leaving the loop early or raising inside it holds nothing on the server.
+        Rows already yielded are not kept by herorepo; the session forgets them once your code
+        drops them (unless they were changed).
+
+        Raises:
+            InvalidFilterError: a sort key is not a column, or ``batch_size`` < 1.
+        """
+        if not is_whole(batch_size, 1):
+            raise InvalidFilterError(
+                f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
+            )
+        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        conditions = [*clauses(where), *self._equality(equal)]
+        order = order_clauses(self.model, keys, self._info.nullable)
+        position: builtins.list[Any] | None = None
+        while True:
+            seek = (
+                [seek_condition(self.model, keys, position, self._info.nullable)]
+                if position is not None
+                else []
+            )
+            batch = await self._select(
+                *conditions, *seek, load=load, order_by=order, limit=batch_size, tiebreak=False
+            )
+            for row in batch:
+                yield row
+            if len(batch) < batch_size:
+                return
+            position = [getattr(batch[-1], k.key) for k in keys]
+            del batch
