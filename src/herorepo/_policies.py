@@ -277,7 +277,11 @@ class Policies:
         subquery, an EXISTS or a join is scoped too. The options of a tenant are built once and
         kept (a few thousand tenants at most), so a statement only appends them.
         """
-        include_deleted = bool(state.execution_options.get(INCLUDE_DELETED))
+        # The ORM's own loads during a flush (the children whose foreign key a delete sets to
+        # NULL) must see soft-deleted rows too, or they would keep pointing at a deleted parent.
+        include_deleted = bool(state.execution_options.get(INCLUDE_DELETED)) or bool(
+            getattr(state.session, "_flushing", False)
+        )
         for mapper in state.all_mappers:
             if mapper.registry not in self._registries:  # models of another registry
                 self._registries.add(mapper.registry)

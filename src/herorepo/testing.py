@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import re
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ from sqlmodel import SQLModel
 
 from . import _pytest_entry
 from ._database import Database
+from ._policies import Policy
 from ._schema import create_tables
 
 try:
@@ -294,15 +295,28 @@ def herorepo_metadata() -> MetaData:
     return SQLModel.metadata
 
 
+@pytest.fixture(scope="session")
+def herorepo_policies() -> Sequence[Policy]:
+    """The policies of the run's database (none); override it with your app's, so that tests
+    see the tenant scoping and soft delete the app has::
+
+        @pytest.fixture(scope="session")
+        def herorepo_policies():
+            return app_module.POLICIES
+    """
+    return ()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def herorepo_database(
-    herorepo_url: str, herorepo_metadata: MetaData
+    herorepo_url: str, herorepo_metadata: MetaData, herorepo_policies: Sequence[Policy]
 ) -> AsyncIterator[Database]:
-    """The run's database, with the tables of ``herorepo_metadata`` that were missing created.
+    """The run's database, with the tables of ``herorepo_metadata`` that were missing created,
+    and the policies of ``herorepo_policies``.
 
     At the end of the run it drops the tables it created (and only those) and disposes the pool.
     """
-    database = Database(herorepo_url)
+    database = Database(herorepo_url, policies=herorepo_policies)
     checked_out_connections(database)  # start counting now
     try:
         created = await _create_missing(database, herorepo_metadata)

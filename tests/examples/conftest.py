@@ -7,16 +7,13 @@ end.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
-import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 from examples.heroes_api.app import POLICIES, Base, app
-from herorepo import Database
+from herorepo import Policy
 
 from ..conftest import backend_url
 
@@ -34,13 +31,11 @@ def herorepo_metadata() -> MetaData:
     return Base.metadata
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def herorepo_database(herorepo_database: Database) -> AsyncIterator[Database]:
-    """The plugin's database (which creates the app's tables, and drops them), with the app's
-    policies: herorepo_db, herorepo_client's requests and their tenants are scoped as in the app.
-    """
-    async with Database(herorepo_database.url, policies=POLICIES) as database:
-        yield database
+@pytest.fixture(scope="session")
+def herorepo_policies() -> list[Policy]:
+    """The app's policies: herorepo_db, herorepo_client's requests and their tenants are scoped
+    as in the app."""
+    return POLICIES
 
 
 @pytest.fixture

@@ -580,3 +580,16 @@ async def test_a_soft_deleted_row_is_left_out_of_every_read(world: World) -> Non
         assert await tasks.get(gone) is None
         assert not await tasks.exists(id=gone)
         assert gone in [t.id for t in await tasks.with_deleted().list()]
+
+
+async def test_purging_a_parent_reaches_its_soft_deleted_children(world: World) -> None:
+    # The ORM sets the children's foreign key to NULL when it deletes the parent; it must load
+    # the soft-deleted children for that too, or they would keep pointing at a deleted row.
+    async with world.db.unit_of_work(tenant="a") as uow:
+        await uow.repository(Task).delete(world.a_tasks[0])
+    async with world.db.unit_of_work(all_tenants=True) as uow:  # b's task points at a's project
+        await uow.repository(Project).purge(world.a)
+    orphans = {r["title"]: r["project_id"] for r in await rows(world.plain, Task)}
+    assert orphans["a0"] is None  # soft-deleted, and still reached
+    assert orphans["a1"] is None
+    assert orphans["b-on-a"] is None

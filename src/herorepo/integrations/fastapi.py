@@ -135,7 +135,7 @@ def tenant_header(name: str = "X-Tenant") -> TenantResolver:
     def resolve(connection: HTTPConnection) -> str | None:
         return connection.headers.get(name) or None
 
-    resolve.__doc__ = f"the {name} header"
+    resolve.tenant_source = f"the {name} header"  # type: ignore[attr-defined]
     return resolve
 
 
@@ -227,8 +227,9 @@ def request_tenant(connection: HTTPConnection) -> object:
         return None
     value = resolve(connection)
     if value is None:
-        where = resolve.__doc__ or "the request"
-        raise HTTPException(400, f"This request names no tenant: set {where}.")
+        source = getattr(resolve, "tenant_source", None)  # set by tenant_header()
+        hint = f": set {source}" if isinstance(source, str) else ""
+        raise HTTPException(400, f"This request names no tenant{hint}.")
     return value
 
 
