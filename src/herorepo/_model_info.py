@@ -9,8 +9,9 @@ from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Integer, Table, inspect
+from sqlalchemy import Column, Integer, Table, UniqueConstraint, inspect
 from sqlalchemy.orm import MANYTOONE, Mapper
+from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlmodel import SQLModel
 
 from ._bulk import (
@@ -49,9 +50,10 @@ class ModelInfo:
             if isinstance(column.type, Integer)
         }
         self.columns = frozenset(mapper.column_attrs.keys())
-        self.table: Table = model.__table__  # type: ignore[attr-defined]
+        self.table = cast("Table", model.__table__)  # type: ignore[attr-defined]
         self.column_names = {prop.key: prop.columns[0].key for prop in mapper.column_attrs}
         self.nullable = {prop.key for prop in mapper.column_attrs if prop.columns[0].nullable}
+        self.unique_sets = _unique_sets(mapper, self.table, self.pk_names)
         self.defaulted = {
             prop.key
             for prop in mapper.column_attrs
@@ -156,3 +158,25 @@ def invalid_values(model: str, exc: PydanticValidationError, *, rows: bool = Fal
             where, location = f" (item {location[0]})", location[1:]
         problems.append(f"{model}.{'.'.join(map(str, location))}{where}: {error['msg']}")
     return f"Invalid value for {'; '.join(problems)}."
+
+
+def _unique_sets(
+    mapper: Mapper[Any], table: Table, pk_names: tuple[str, ...]
+) -> tuple[frozenset[str], ...]:
+    """The attribute sets that identify one row: the primary key, and unique keys whose columns
+    are NOT NULL (a unique column may hold NULL many times). A sort on one of them is total."""
+    keys: list[frozenset[str]] = [frozenset(pk_names)]
+    column_sets: list[list[Any]] = [list(index.columns) for index in table.indexes if index.unique]
+    column_sets += [
+        list(constraint.columns)
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    ]
+    column_sets += [[column] for column in table.columns if column.unique]
+    for columns in column_sets:
+        if columns and all(isinstance(c, Column) and not c.nullable for c in columns):
+            try:
+                keys.append(frozenset(mapper.get_property_by_column(c).key for c in columns))
+            except UnmappedColumnError:  # a column no attribute maps: no use for sorting
+                continue
+    return tuple(dict.fromkeys(keys))

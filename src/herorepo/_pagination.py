@@ -173,9 +173,18 @@ def _sort_key(item: object, mapper: Mapper[Any]) -> SortKey:
     )
 
 
-def with_tiebreaker(keys: list[SortKey], primary_key: Sequence[str]) -> list[SortKey]:
-    """Append the primary key columns not already in the sort, ascending."""
+def with_tiebreaker(
+    keys: list[SortKey],
+    primary_key: Sequence[str],
+    unique_sets: Sequence[frozenset[str]] = (),
+) -> list[SortKey]:
+    """Append the primary key columns not already in the sort, ascending, unless the sort
+    already names a set of NOT NULL unique columns (``unique_sets``): it is total then, and
+    another column would only cost an index walk its place (MySQL sorts ``name, id`` with a
+    filesort where an index on ``name`` alone reads 100 rows)."""
     present = {k.key for k in keys}
+    if any(unique <= present for unique in unique_sets):
+        return keys
     return keys + [SortKey(name) for name in primary_key if name not in present]
 
 

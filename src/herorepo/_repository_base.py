@@ -196,10 +196,14 @@ class RepositoryBase(Generic[ModelT]):
         statement = select(self.model).where(*clauses(where))
         if load:
             statement = statement.options(*eager(*load, model=self.model))
-        # The primary key ends every sort, so rows that tie come in the same order every time
-        # and offset pages neither repeat nor skip them.
+        # The primary key ends every sort that is not total already (a NOT NULL unique column),
+        # so rows that tie come in the same order every time and pages neither repeat nor skip.
         if is_named_sort(order_by):
-            keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+            keys = with_tiebreaker(
+                parse_sort(order_by, self._info.mapper),
+                self._info.pk_names,
+                self._info.unique_sets,
+            )
             statement = statement.order_by(*order_clauses(self.model, keys, self._info.nullable))
         elif order_by is None:
             statement = statement.order_by(*self._info.primary_key)
@@ -210,7 +214,8 @@ class RepositoryBase(Generic[ModelT]):
             )
             # Leave out key columns the caller already sorts by (``Hero.id`` or ``Hero.id.desc()``).
             named = {getattr(getattr(item, "element", item), "key", None) for item in given}
-            tail = [c for c in self._info.primary_key if c.key not in named] if tiebreak else []
+            total = any(unique <= named for unique in self._info.unique_sets)
+            tail = [] if total or not tiebreak else self._pk_not_in(named)
             statement = statement.order_by(*given, *tail)
         if offset:
             statement = statement.offset(offset)
@@ -225,6 +230,9 @@ class RepositoryBase(Generic[ModelT]):
             if has_joined(load):
                 result = result.unique()
             return builtins.list(result.all())
+
+    def _pk_not_in(self, named: set[Any]) -> builtins.list[Any]:
+        return [c for c in self._info.primary_key if c.key not in named]
 
     def _equality(self, equal: Mapping[str, Any]) -> builtins.list[ColumnElement[bool]]:
         unknown = sorted(set(equal) - self._info.columns)

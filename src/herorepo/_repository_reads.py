@@ -268,7 +268,11 @@ class RepositoryReads(RepositoryBase[ModelT]):
             InvalidFilterError: a sort key is not a column, or ``limit`` is out of range.
         """
         self._check_limit(limit)
-        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        keys = with_tiebreaker(
+            parse_sort(order_by, self._info.mapper),
+            self._info.pk_names,
+            self._info.unique_sets,
+        )
         codec = self._codec(keys)
         conditions = [*clauses(where), *self._equality(equal)]
         if after is not None:
@@ -310,7 +314,11 @@ class RepositoryReads(RepositoryBase[ModelT]):
             raise InvalidFilterError(
                 f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
             )
-        keys = with_tiebreaker(parse_sort(order_by, self._info.mapper), self._info.pk_names)
+        keys = with_tiebreaker(
+            parse_sort(order_by, self._info.mapper),
+            self._info.pk_names,
+            self._info.unique_sets,
+        )
         conditions = [*clauses(where), *self._equality(equal)]
         order = order_clauses(self.model, keys, self._info.nullable)
         position: builtins.list[Any] | None = None

@@ -14,6 +14,7 @@ from herorepo import (
     TransactionError,
     UniqueViolationError,
 )
+from herorepo.testing import count_queries
 
 from ..models import HERO_FILTERS, Hero, Team
 from .helpers import hero_rows, seed, team_names
@@ -399,3 +400,27 @@ async def test_stream_refuses_a_bad_batch_size(db: Database) -> None:
         with pytest.raises(InvalidFilterError, match="batch_size"):
             async for _ in Repository(session, Hero).stream(batch_size=0):
                 pass
+
+
+async def test_a_sort_on_a_unique_column_gets_no_tie_breaker(db: Database) -> None:
+    # Team.name is unique and NOT NULL: the order is total, and "ORDER BY name, id" would make
+    # MariaDB sort with a filesort where the index on name alone reads only the page.
+    await seed(db)
+    async with db.session() as session:
+        teams, heroes = Repository(session, Team), Repository(session, Hero)
+        for read in (
+            lambda: teams.list(order_by=Team.name, limit=1),
+            lambda: teams.list(order_by="-name", limit=1),
+            lambda: teams.page(order_by="name", limit=1),
+            lambda: teams.keyset(order_by="name", limit=1),
+        ):
+            with count_queries(db) as log:
+                await read()
+            order = log.statements[0].upper().split("ORDER BY")[1]
+            assert "ID" not in order, log
+        with count_queries(db) as log:  # Hero.name is not unique: the key breaks ties
+            await heroes.list(order_by=Hero.name, limit=1)
+        assert "ID" in log.statements[0].upper().split("ORDER BY")[1], log
+        first = await teams.keyset(order_by="name", limit=1)
+        rest = await teams.keyset(order_by="name", after=first.next_cursor, limit=5)
+        assert [t.name for t in [*first.items, *rest.items]] == sorted(await team_names(db))
