@@ -24,7 +24,7 @@ from typing import (
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, false, inspect, select, true
+from sqlalchemy import ColumnElement, Select, false, inspect, select, true
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IllegalStateChangeError, InvalidRequestError, PendingRollbackError
@@ -64,6 +64,7 @@ from ._values import ValueChecks, value_checks
 __all__ = ["ModelT", "OrderBy", "RepositoryBase", "Where"]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 Where = ColumnElement[bool] | bool
 """A filter: a SQLAlchemy boolean expression such as ``Hero.age > 30``."""
@@ -193,9 +194,32 @@ class RepositoryBase(Generic[ModelT]):
         limit: int | None = None,
         tiebreak: bool = True,
     ) -> builtins.list[ModelT]:
-        statement = select(self.model).where(*clauses(where))
+        statement = self._query(
+            select(self.model), where, order_by, offset=offset, limit=limit, tiebreak=tiebreak
+        )
         if load:
             statement = statement.options(*eager(*load, model=self.model))
+        async with self._guard():
+            result = (
+                await execute(self.session, statement, execution_options=self._read_options)
+            ).scalars()
+            if has_joined(load):
+                result = result.unique()
+            return builtins.list(result.all())
+
+    def _query(
+        self,
+        statement: SelectT,
+        where: Sequence[Where],
+        order_by: OrderBy | Sequence[OrderBy] | None,
+        *,
+        offset: int | None = None,
+        limit: int | None = None,
+        tiebreak: bool = True,
+    ) -> SelectT:
+        """``statement`` (of this model's rows, or of some of its columns) filtered, sorted,
+        paged and locked as the read methods do."""
+        statement = statement.where(*clauses(where))
         # The primary key ends every sort that is not total already (a NOT NULL unique column),
         # so rows that tie come in the same order every time and pages neither repeat nor skip.
         if is_named_sort(order_by):
@@ -223,13 +247,7 @@ class RepositoryBase(Generic[ModelT]):
             statement = statement.limit(limit)
         if self._lock is not None:
             statement = self._lock.apply(statement, self.model)
-        async with self._guard():
-            result = (
-                await execute(self.session, statement, execution_options=self._read_options)
-            ).scalars()
-            if has_joined(load):
-                result = result.unique()
-            return builtins.list(result.all())
+        return statement
 
     def _pk_not_in(self, named: set[Any]) -> builtins.list[Any]:
         return [c for c in self._info.primary_key if c.key not in named]

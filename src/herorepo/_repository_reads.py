@@ -8,10 +8,9 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from typing import (
-    Any,
-)
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import func, select, tuple_
 
 from ._errors import (
@@ -29,6 +28,7 @@ from ._pagination import (
     seek_condition,
     with_tiebreaker,
 )
+from ._projections import Projection
 from ._repository_base import (
     ModelT,
     OrderBy,
@@ -45,9 +45,28 @@ from ._upsert import (
 
 __all__ = ["RepositoryReads"]
 
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
 
 class RepositoryReads(RepositoryBase[ModelT]):
     """The reads and pages of :class:`~herorepo.Repository`."""
+
+    def into(self, schema: type[SchemaT]) -> Projection[ModelT, SchemaT]:
+        """The reads of this repository, returning ``schema`` instances built from only the
+        columns ``schema`` has: no ORM object is built or tracked, so nothing can lazy-load
+        while a response is serialised, and a read costs close to SQLAlchemy Core::
+
+            heroes = await uow.repository(Hero).into(HeroPublic).list(order_by="name", limit=20)
+
+        ``get``, ``get_one``, ``get_many``, ``find``, ``find_one``, ``list``, ``page``,
+        ``keyset`` (with the repository's cursors) and ``stream``; filters, policies and views
+        (``with_deleted()``, ``for_update()``) hold as for the repository.
+
+        Raises:
+            ConfigurationError: a required field of ``schema`` is not a column of the model
+                (a nested relationship: read the objects with ``load=`` instead).
+        """
+        return Projection(self, schema)
 
     # --- reads -----------------------------------------------------------------------------------
 

@@ -116,6 +116,21 @@ async def check(db: Database, session: AsyncSession) -> None:
             assert_type(heroes_view, Repository[Hero])
             assert_type(await heroes_view.restore(1), Hero)
             assert_type(await heroes_view.purge(1), None)
+
+    class HeroOut(SQLModel):
+        id: int
+        name: str
+
+    async with db.unit_of_work() as uow:
+        projected = uow.repository(Hero).into(HeroOut)
+        assert_type(await projected.get_one(1), HeroOut)
+        assert_type(await projected.get(1), HeroOut | None)
+        assert_type(await projected.list(limit=3), list[HeroOut])
+        assert_type(await projected.find(name="x"), HeroOut | None)
+        assert_type((await projected.page()).items, list[HeroOut])
+        assert_type((await projected.keyset()).items, list[HeroOut])
+        async for row in projected.stream():
+            assert_type(row, HeroOut)
     async with tenanted.unit_of_work(all_tenants=True) as admin:
         assert_type(admin, UnitOfWork)
         assert_type(admin.repository(HeroRepository).with_deleted(), HeroRepository)
