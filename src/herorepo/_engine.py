@@ -56,6 +56,7 @@ from ._cancel import install_sqlite_stop, interrupt_on_cancel
 from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
 from ._session import GuardedSession
+from ._slow_log import install_slow_statement_log
 from ._transaction import install_connection_hooks
 from ._translate import translate_driver_error
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
@@ -97,6 +98,8 @@ class EngineConfig:
             (:class:`~sqlalchemy.pool.NullPool`; PgBouncer pools), no statement caches, and a
             unique name for every prepared statement, so that no statement outlives the
             transaction that prepared it. The pool settings above must then be left unset.
+        slow_statement: Seconds after which a statement is logged on the ``herorepo.slow``
+            logger (WARNING: duration and SQL, no parameters); ``None`` (default) logs none.
         show_values_in_errors: Let error messages, and SQLAlchemy's statement errors and logs,
             show values (parameters, rows, keys asked for). Off by default: values may be
             personal data, and messages reach logs and API responses. For development.
@@ -116,6 +119,7 @@ class EngineConfig:
     echo: bool = False
     sqlite_busy_timeout: float = 5.0
     pgbouncer: bool = False
+    slow_statement: float | None = None
     show_values_in_errors: bool = False
 
     def __post_init__(self) -> None:
@@ -125,6 +129,7 @@ class EngineConfig:
         _check_seconds("pool_timeout", self.pool_timeout)
         _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
         _check_seconds("pool_ping_idle", self.pool_ping_idle, zero=True)
+        _check_seconds("slow_statement", self.slow_statement, zero=True)
         for name in ("pool_pre_ping", "echo", "pgbouncer", "show_values_in_errors"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -324,6 +329,10 @@ def create_engine(
     install_connection_hooks(engine.sync_engine)  # after the translator: it sees herorepo errors
     if pre_ping:
         _install_pre_ping(engine, config.pool_ping_idle)
+    if config.slow_statement is not None:
+        install_slow_statement_log(
+            engine.sync_engine, config.slow_statement, show_values=config.show_values_in_errors
+        )
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     if backend == "mysql":
