@@ -20,25 +20,17 @@ from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, select
 
 from ._errors import (
     ConfigurationError,
     InvalidDataError,
-    InvalidFilterError,
-    MultipleResultsError,
-    NotFoundError,
-    short_repr,
 )
 from ._model_info import invalid_values
 from ._pagination import (
     KeysetPage,
     Page,
     SortKey,
-    order_clauses,
-    parse_sort,
-    seek_condition,
-    with_tiebreaker,
 )
 from ._repository_base import (
     ModelT,
@@ -48,9 +40,7 @@ from ._repository_base import (
     check_count,
     clauses,
     execute,
-    is_whole,
 )
-from ._upsert import MAX_PARAMETERS
 
 __all__ = ["Projection"]
 
@@ -112,19 +102,11 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         """The rows whose primary keys are in ``idents``, in the order given (see
         :meth:`Repository.get_many`)."""
         keys = list(dict.fromkeys(self._checked_key(ident) for ident in idents))
-        info = self._info
-        width = len(info.primary_key)
-        size = max(1, MAX_PARAMETERS // width)
+        width = len(self._info.primary_key)
         found: dict[Any, SchemaT] = {}
-        for start in range(0, len(keys), size):
-            part = keys[start : start + size]
-            if width == 1:
-                where = info.primary_key[0].in_(part)
-            else:
-                where = tuple_(*info.primary_key).in_([tuple(k) for k in part])
-            rows = await self._raw([where], None, extra=info.primary_key)
-            schemas = self._validate([row[: len(self._fields)] for row in rows])
-            for row, schema in zip(rows, schemas, strict=True):
+        for condition in self._key_conditions(keys):
+            rows = await self._raw([condition], None, extra=self._info.primary_key)
+            for row, schema in zip(rows, self._schemas(rows), strict=True):
                 key = row[len(self._fields) :]
                 found[key[0] if width == 1 else tuple(key)] = schema
         return [found[k] for k in (self._normal_key(k) for k in keys) if k in found]
@@ -134,20 +116,14 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         :meth:`Repository.find`)."""
         found = await self._rows([*where, *self._equality(equal)], None, limit=2)
         if len(found) > 1:
-            raise MultipleResultsError(
-                f"More than one {self._info.name} matches {self._criteria(where, equal)}; "
-                "use list() for several rows, or narrow the criteria."
-            )
+            raise self._many_match(where, equal)
         return found[0] if found else None
 
     async def find_one(self, *where: Where, **equal: Any) -> SchemaT:
         """The one row matching the criteria as a schema (see :meth:`Repository.find_one`)."""
         found = await self.find(*where, **equal)
         if found is None:
-            raise NotFoundError(
-                f"No {self._info.name} matches {self._criteria(where, equal)}.",
-                model=self._info.name,
-            )
+            raise self._none_matches(where, equal)
         return found
 
     async def list(
@@ -176,10 +152,7 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
     ) -> Page[SchemaT]:
         """One offset page of schemas (see :meth:`Repository.page`)."""
         self._check_limit(limit)
-        if not is_whole(offset, 0):
-            raise InvalidFilterError(
-                f"offset must be a whole number from 0 to 2**63 - 1, got {short_repr(offset)}."
-            )
+        self._check_offset(offset)
         conditions = [*where, *self._equality(equal)]
         items = await self._rows(conditions, order_by, offset=offset, limit=limit)
         total = None
@@ -202,19 +175,16 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
     ) -> KeysetPage[SchemaT]:
         """One keyset page of schemas (see :meth:`Repository.keyset`); its cursors are the
         repository's, so either may continue the other's walk."""
-        self._check_limit(limit)
         keys = self._sort_keys(order_by)
-        codec = self._codec(keys)
-        conditions: builtins.list[Any] = [*where, *self._equality(equal)]
-        if after is not None:
-            values = codec.decode(after, self._value_checks())
-            conditions.append(seek_condition(self.model, keys, values, self._info.nullable))
-        order = order_clauses(self.model, keys, self._info.nullable)
-        sort_columns = [getattr(self.model, k.key) for k in keys]
-        rows = await self._raw(conditions, order, limit=limit + 1, extra=sort_columns)
-        page, more = rows[:limit], len(rows) > limit
-        items = self._validate([row[: len(self._fields)] for row in page])
-        cursor = codec.encode(list(page[-1][len(self._fields) :])) if more and page else None
+        rows, cursor = await self._keyset_page(
+            self._fetch_with(keys),
+            self._sort_values,
+            keys,
+            [*where, *self._equality(equal)],
+            after,
+            limit,
+        )
+        items = self._schemas(rows)
         return KeysetPage(items=items, next_cursor=cursor, limit=limit)
 
     async def stream(
@@ -226,36 +196,35 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
     ) -> AsyncIterator[SchemaT]:
         """Every matching row as a schema, ``batch_size`` at a time (see
         :meth:`Repository.stream`)."""
-        if not is_whole(batch_size, 1):
-            raise InvalidFilterError(
-                f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
-            )
         keys = self._sort_keys(order_by)
-        conditions = [*where, *self._equality(equal)]
-        order = order_clauses(self.model, keys, self._info.nullable)
-        sort_columns = [getattr(self.model, k.key) for k in keys]
-        position: builtins.list[Any] | None = None
-        while True:
-            seek = (
-                [seek_condition(self.model, keys, position, self._info.nullable)]
-                if position is not None
-                else []
-            )
-            rows = await self._raw(
-                [*conditions, *seek], order, limit=batch_size, extra=sort_columns
-            )
-            for item in self._validate([row[: len(self._fields)] for row in rows]):
+        batches = self._batches(
+            self._fetch_with(keys),
+            self._sort_values,
+            keys,
+            [*where, *self._equality(equal)],
+            batch_size,
+        )
+        async for rows in batches:
+            for item in self._schemas(rows):
                 yield item
-            if len(rows) < batch_size:
-                return
-            position = list(rows[-1][len(self._fields) :])
+            del rows
 
     # --- steps -----------------------------------------------------------------------------------
 
-    def _sort_keys(self, order_by: object) -> builtins.list[SortKey]:
-        return with_tiebreaker(
-            parse_sort(order_by, self._info.mapper), self._info.pk_names, self._info.unique_sets
-        )
+    def _fetch_with(self, keys: Sequence[SortKey]) -> Any:
+        """Fetch rows with the sort keys' values after the schema's columns (for cursors)."""
+        sort_columns = [getattr(self.model, k.key) for k in keys]
+
+        async def fetch(conditions: builtins.list[Any], order: Any, size: int) -> Any:
+            return await self._raw(conditions, order, limit=size, extra=sort_columns)
+
+        return fetch
+
+    def _sort_values(self, row: Sequence[Any]) -> builtins.list[Any]:
+        return list(row[len(self._fields) :])
+
+    def _schemas(self, rows: Sequence[Sequence[Any]]) -> builtins.list[SchemaT]:
+        return self._validate([row[: len(self._fields)] for row in rows])
 
     async def _rows(
         self,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import builtins
 import copy
 from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
     Collection,
     Mapping,
     Sequence,
@@ -24,7 +27,7 @@ from typing import (
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import ColumnElement, Select, false, inspect, select, true
+from sqlalchemy import ColumnElement, Select, false, inspect, select, true, tuple_
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IllegalStateChangeError, InvalidRequestError, PendingRollbackError
@@ -39,6 +42,7 @@ from ._errors import (
     ConfigurationError,
     InvalidDataError,
     InvalidFilterError,
+    MultipleResultsError,
     NotFoundError,
     TransactionError,
     short_repr,
@@ -54,17 +58,20 @@ from ._pagination import (
     is_named_sort,
     order_clauses,
     parse_sort,
+    seek_condition,
     session_signing_keys,
     with_tiebreaker,
 )
 from ._policies import INCLUDE_DELETED, POLICIES_KEY, Policies
 from ._transaction import CONCURRENT_USE, NEEDS_ROLLBACK, refuse_if_failed
+from ._upsert import MAX_PARAMETERS
 from ._values import ValueChecks, value_checks
 
 __all__ = ["ModelT", "OrderBy", "RepositoryBase", "Where"]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 SelectT = TypeVar("SelectT", bound=Select[Any])
+RowT = TypeVar("RowT")
 
 Where = ColumnElement[bool] | bool
 """A filter: a SQLAlchemy boolean expression such as ``Hero.age > 30``."""
@@ -207,6 +214,81 @@ class RepositoryBase(Generic[ModelT]):
                 result = result.unique()
             return builtins.list(result.all())
 
+    # --- keyset walks, shared by the repository's reads and its projections -------------------
+
+    def _sort_keys(self, order_by: object) -> builtins.list[SortKey]:
+        """The sort keys of ``order_by``, with the primary key to break ties if needed."""
+        return with_tiebreaker(
+            parse_sort(order_by, self._info.mapper), self._info.pk_names, self._info.unique_sets
+        )
+
+    def _key_conditions(self, keys: Sequence[Any]) -> builtins.list[ColumnElement[bool]]:
+        """``key IN (...)`` conditions for ``keys``, each under the drivers' parameter limit."""
+        primary_key = self._info.primary_key
+        size = max(1, MAX_PARAMETERS // len(primary_key))
+        parts = [keys[start : start + size] for start in range(0, len(keys), size)]
+        if len(primary_key) == 1:
+            return [primary_key[0].in_(part) for part in parts]
+        return [tuple_(*primary_key).in_([tuple(k) for k in part]) for part in parts]
+
+    async def _keyset_page(
+        self,
+        fetch: Callable[[builtins.list[Any], builtins.list[Any], int], Awaitable[Sequence[RowT]]],
+        values_of: Callable[[RowT], builtins.list[Any]],
+        keys: builtins.list[SortKey],
+        conditions: builtins.list[Any],
+        after: str | None,
+        limit: int,
+    ) -> tuple[Sequence[RowT], str | None]:
+        """One page of ``fetch(conditions, order, limit)`` after cursor ``after``, and the
+        cursor of the next page (``None`` on the last)."""
+        self._check_limit(limit)
+        codec = self._codec(keys)
+        if after is not None:
+            values = codec.decode(after, self._value_checks())
+            seek = seek_condition(self.model, keys, values, self._info.nullable)
+            conditions = [*conditions, seek]
+        order = order_clauses(self.model, keys, self._info.nullable)
+        rows = await fetch(conditions, order, limit + 1)
+        items, more = rows[:limit], len(rows) > limit
+        cursor = codec.encode(values_of(items[-1])) if more and items else None
+        return items, cursor
+
+    async def _batches(
+        self,
+        fetch: Callable[[builtins.list[Any], builtins.list[Any], int], Awaitable[Sequence[RowT]]],
+        values_of: Callable[[RowT], builtins.list[Any]],
+        keys: builtins.list[SortKey],
+        conditions: builtins.list[Any],
+        batch_size: object,
+    ) -> AsyncIterator[Sequence[RowT]]:
+        """Every row of ``fetch``, in keyset batches of ``batch_size`` (one SELECT each)."""
+        if not is_whole(batch_size, 1):
+            raise InvalidFilterError(
+                f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
+            )
+        order = order_clauses(self.model, keys, self._info.nullable)
+        position: builtins.list[Any] | None = None
+        while True:
+            seek = (
+                [seek_condition(self.model, keys, position, self._info.nullable)]
+                if position is not None
+                else []
+            )
+            batch = await fetch([*conditions, *seek], order, batch_size)
+            last = len(batch) < batch_size
+            position = values_of(batch[-1]) if batch else None
+            yield batch
+            del batch  # rows already handed out are not kept while the next batch is read
+            if last:
+                return
+
+    def _check_offset(self, offset: object) -> None:
+        if not is_whole(offset, 0):
+            raise InvalidFilterError(
+                f"offset must be a whole number from 0 to 2**63 - 1, got {short_repr(offset)}."
+            )
+
     def _query(
         self,
         statement: SelectT,
@@ -268,6 +350,17 @@ class RepositoryBase(Generic[ModelT]):
         shown = [f"{k}={short_repr(v)}" if show else f"{k}=..." for k, v in equal.items()]
         parts = [str(w) for w in where] + shown
         return " and ".join(parts) if parts else "(no criteria)"
+
+    def _none_matches(self, where: Sequence[Where], equal: Mapping[str, Any]) -> NotFoundError:
+        return NotFoundError(
+            f"No {self._info.name} matches {self._criteria(where, equal)}.", model=self._info.name
+        )
+
+    def _many_match(self, where: Sequence[Where], equal: Mapping[str, Any]) -> MultipleResultsError:
+        return MultipleResultsError(
+            f"More than one {self._info.name} matches {self._criteria(where, equal)}; "
+            "use list() for several rows, or narrow the criteria."
+        )
 
     def _not_found(self, ident: Any) -> NotFoundError:
         described = self._info.describe_ident(ident, show=values_shown(self._dialect()))

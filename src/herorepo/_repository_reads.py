@@ -11,22 +11,12 @@ from collections.abc import (
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
-from ._errors import (
-    InvalidFilterError,
-    MultipleResultsError,
-    NotFoundError,
-    short_repr,
-)
 from ._loading import LoadSpec, eager
 from ._pagination import (
     KeysetPage,
     Page,
-    order_clauses,
-    parse_sort,
-    seek_condition,
-    with_tiebreaker,
 )
 from ._projections import Projection
 from ._repository_base import (
@@ -37,10 +27,6 @@ from ._repository_base import (
     check_count,
     clauses,
     execute,
-    is_whole,
-)
-from ._upsert import (
-    MAX_PARAMETERS,
 )
 
 __all__ = ["RepositoryReads"]
@@ -129,19 +115,9 @@ class RepositoryReads(RepositoryBase[ModelT]):
             InvalidLoadError: ``load`` names something that is not a relationship.
         """
         keys = list(dict.fromkeys(self._checked_key(ident) for ident in idents))
-        if not keys:
-            return []
-        info = self._info
-        width = len(info.primary_key)
-        size = max(1, MAX_PARAMETERS // width)
         rows: builtins.list[ModelT] = []
-        for start in range(0, len(keys), size):
-            part = keys[start : start + size]
-            if width == 1:
-                where = info.primary_key[0].in_(part)
-            else:
-                where = tuple_(*info.primary_key).in_([tuple(k) for k in part])
-            rows.extend(await self._select(where, load=load))
+        for condition in self._key_conditions(keys):
+            rows.extend(await self._select(condition, load=load))
         by_key = {self._key_of(row): row for row in rows}
         return [by_key[k] for k in (self._normal_key(k) for k in keys) if k in by_key]
 
@@ -161,10 +137,7 @@ class RepositoryReads(RepositoryBase[ModelT]):
         """
         rows = await self._select(*where, *self._equality(equal), load=load, limit=2)
         if len(rows) > 1:
-            raise MultipleResultsError(
-                f"More than one {self._info.name} matches {self._criteria(where, equal)}; "
-                "use list() for several rows, or narrow the criteria."
-            )
+            raise self._many_match(where, equal)
         return rows[0] if rows else None
 
     async def find_one(self, *where: Where, load: Sequence[LoadSpec] = (), **equal: Any) -> ModelT:
@@ -177,10 +150,7 @@ class RepositoryReads(RepositoryBase[ModelT]):
         """
         found = await self.find(*where, load=load, **equal)
         if found is None:
-            raise NotFoundError(
-                f"No {self._info.name} matches {self._criteria(where, equal)}.",
-                model=self._info.name,
-            )
+            raise self._none_matches(where, equal)
         return found
 
     async def list(
@@ -255,10 +225,7 @@ class RepositoryReads(RepositoryBase[ModelT]):
                 ``offset`` is negative.
         """
         self._check_limit(limit)
-        if not is_whole(offset, 0):
-            raise InvalidFilterError(
-                f"offset must be a whole number from 0 to 2**63 - 1, got {short_repr(offset)}."
-            )
+        self._check_offset(offset)
         conditions = [*clauses(where), *self._equality(equal)]
         items = await self._select(
             *conditions, load=load, order_by=order_by, offset=offset, limit=limit
@@ -286,30 +253,22 @@ class RepositoryReads(RepositoryBase[ModelT]):
             InvalidCursorError: ``after`` is not a cursor made for this model and sort order.
             InvalidFilterError: a sort key is not a column, or ``limit`` is out of range.
         """
-        self._check_limit(limit)
-        keys = with_tiebreaker(
-            parse_sort(order_by, self._info.mapper),
-            self._info.pk_names,
-            self._info.unique_sets,
+        keys = self._sort_keys(order_by)
+
+        async def fetch(conditions: builtins.list[Any], order: Any, size: int) -> Any:
+            return await self._select(
+                *conditions, load=load, order_by=order, limit=size, tiebreak=False
+            )
+
+        items, next_cursor = await self._keyset_page(
+            fetch,
+            lambda row: [getattr(row, k.key) for k in keys],
+            keys,
+            [*clauses(where), *self._equality(equal)],
+            after,
+            limit,
         )
-        codec = self._codec(keys)
-        conditions = [*clauses(where), *self._equality(equal)]
-        if after is not None:
-            values = codec.decode(after, self._value_checks())
-            conditions.append(seek_condition(self.model, keys, values, self._info.nullable))
-        rows = await self._select(
-            *conditions,
-            load=load,
-            order_by=order_clauses(self.model, keys, self._info.nullable),
-            limit=limit + 1,
-            tiebreak=False,
-        )
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = None
-        if more and items:
-            last = items[-1]
-            next_cursor = codec.encode([getattr(last, k.key) for k in keys])
-        return KeysetPage(items=items, next_cursor=next_cursor, limit=limit)
+        return KeysetPage(items=builtins.list(items), next_cursor=next_cursor, limit=limit)
 
     async def stream(
         self,
@@ -329,30 +288,21 @@ class RepositoryReads(RepositoryBase[ModelT]):
         Raises:
             InvalidFilterError: a sort key is not a column, or ``batch_size`` < 1.
         """
-        if not is_whole(batch_size, 1):
-            raise InvalidFilterError(
-                f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}."
+        keys = self._sort_keys(order_by)
+
+        async def fetch(conditions: builtins.list[Any], order: Any, size: int) -> Any:
+            return await self._select(
+                *conditions, load=load, order_by=order, limit=size, tiebreak=False
             )
-        keys = with_tiebreaker(
-            parse_sort(order_by, self._info.mapper),
-            self._info.pk_names,
-            self._info.unique_sets,
+
+        batches = self._batches(
+            fetch,
+            lambda row: [getattr(row, k.key) for k in keys],
+            keys,
+            [*clauses(where), *self._equality(equal)],
+            batch_size,
         )
-        conditions = [*clauses(where), *self._equality(equal)]
-        order = order_clauses(self.model, keys, self._info.nullable)
-        position: builtins.list[Any] | None = None
-        while True:
-            seek = (
-                [seek_condition(self.model, keys, position, self._info.nullable)]
-                if position is not None
-                else []
-            )
-            batch = await self._select(
-                *conditions, *seek, load=load, order_by=order, limit=batch_size, tiebreak=False
-            )
+        async for batch in batches:
             for row in batch:
                 yield row
-            if len(batch) < batch_size:
-                return
-            position = [getattr(batch[-1], k.key) for k in keys]
             del batch
