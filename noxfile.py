@@ -87,7 +87,9 @@ def bench(session: nox.Session) -> None:
 
     Rewrites docs/benchmarks.md and docs/benchmarks.png, taking the test suite's lock first.
     `nox -s bench -- --backends sqlite` runs one backend; `-- profile --backend postgres`
-    profiles herorepo's get and create instead. Not run by default, and not part of the tests.
+    profiles herorepo's get and create instead; `-- policies` times the tenant, soft-delete and
+    audit policies and rewrites their section of the page only. Not run by default, and not
+    part of the tests.
     """
     _install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)

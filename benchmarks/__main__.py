@@ -1,9 +1,12 @@
-"""The benchmark program: ``python -m benchmarks [run|render|profile|importtime]``.
+"""The benchmark program: ``python -m benchmarks [run|render|profile|importtime|policies]``.
 
 ``run`` (the default) sets up the bench tables on each backend, times every contender on every
 workload, measures import time, and writes docs/benchmarks.md and docs/benchmarks.png.
 ``render`` rewrites those two files from saved JSON results. ``profile`` profiles herorepo's
-get-by-primary-key and create. Run it through ``nox -s bench`` (see noxfile.py).
+get-by-primary-key and create. ``policies`` times the tenant, soft-delete and audit policies
+against the same calls with the filters written by hand, and rewrites the policies section of
+docs/benchmarks.md (which ``run`` and ``render`` keep, from benchmarks/results/policies.json).
+Run it through ``nox -s bench`` (see noxfile.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import environment, importtime
+from . import environment, importtime, policies
 from .contenders import Env
 from .data import Sizes
 from .report import write_report
@@ -111,7 +114,7 @@ OUTPUT_OPTIONS = {"--json", "--markdown", "--chart"}
 
 def _command_line(argv: list[str]) -> str:
     """The ``nox -s bench`` command that reproduces this run's numbers."""
-    shown: list[str] = []
+    shown: list[str] = [] if argv[0] == "run" else [argv[0]]
     skip = False
     for arg in argv[1:]:  # argv[0] is the subcommand, "run" by default
         if skip:
@@ -148,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     profile_parser.add_argument("--out", default=None, help="directory for the HTML profiles")
     profile_parser.add_argument("--breakdown-only", action="store_true", help="skip pyinstrument")
     sub.add_parser("importtime", help="measure import herorepo against import sqlmodel")
-    if not argv or argv[0] not in {"run", "render", "profile", "importtime", "-h", "--help"}:
+    policies.add_parser(sub)
+    commands = {"run", "render", "profile", "importtime", "policies", "-h", "--help"}
+    if not argv or argv[0] not in commands:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     args.command_line = _command_line(argv)
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
         environment.take_run_lock(_log)
         return profile_main(args)
+    if args.what == "policies":
+        return policies.main(args)
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))

@@ -1,4 +1,7 @@
-"""Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart)."""
+"""Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart).
+
+The page ends with the policies' section, rendered by :mod:`.policies` from its stored results.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 from .contenders import ORDER
 from .contenders.base import PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
+from .policies import stored_section
 from .runner import NOISY
 
 LABELS = {
@@ -516,6 +520,9 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
         if name in results["backends"]:
             lines += _backend_section(name, results["backends"][name], results)
     lines += _import_section(results.get("import_time"))
+    # The policies' section has a run of its own (python -m benchmarks policies); the page keeps
+    # it, rendered from the results that run stored.
+    lines += stored_section()
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines).rstrip() + "\n")
     write_chart(results, chart)
