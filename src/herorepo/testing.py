@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import re
 import weakref
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -70,9 +71,11 @@ __all__ = [
     "DEFAULT_URL",
     "QueryLog",
     "assert_max_queries",
+    "assert_no_n_plus_one",
     "checked_out_connections",
     "count_queries",
     "isolated_database",
+    "statement_shape",
 ]
 
 DEFAULT_URL = "sqlite+aiosqlite:///:memory:"
@@ -201,6 +204,56 @@ def assert_max_queries(
     if log.count > limit:
         raise AssertionError(
             f"Expected at most {limit} SQL statement(s), but {log.count} ran:\n{log}"
+        )
+
+
+# Placeholders of one statement shape: $1 (asyncpg), ? (sqlite3), %s (aiomysql); a list of
+# them (an expanded IN) counts as one, whatever its length.
+_PLACEHOLDER = r"(?:\$\d+|\?|%s|%\(\w+\)s)"
+_PLACEHOLDER_LIST = re.compile(rf"\(\s*{_PLACEHOLDER}(?:\s*,\s*{_PLACEHOLDER})*\s*\)")
+
+
+def statement_shape(statement: str) -> str:
+    """``statement`` with its parameters' places and lists of them made alike: two executions
+    of one query with other values have the same shape."""
+    shape = _PLACEHOLDER_LIST.sub("(...)", " ".join(statement.split()))
+    return re.sub(r"\$\d+", "$n", shape)
+
+
+@contextmanager
+def assert_no_n_plus_one(
+    target: Database | AsyncEngine, max_repeats: int = 3
+) -> Generator[QueryLog, None, None]:
+    """Fail if one statement shape runs more than ``max_repeats`` times inside the block.
+
+    A query run once per row of an earlier query (an N+1: the team of each hero, read one by
+    one) repeats one shape; ``load=[...]`` reads the same in one or two statements::
+
+        with assert_no_n_plus_one(db):
+            await client.get("/heroes/")
+
+    Statements with other values but the same text (and lists of values of any length, as in
+    ``IN (...)``) count as one shape.
+
+    Raises:
+        AssertionError: a shape ran more than ``max_repeats`` times (and the block raised
+            nothing else); the message shows it and how often it ran.
+
+    .. versionadded:: 0.1.0
+    """
+    given: object = max_repeats  # checked as if untyped: tests pass what they like
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ValueError(f"max_repeats must be a whole number >= 1, got {given!r}.")
+    with count_queries(target) as log:
+        yield log
+    shapes = Counter(statement_shape(statement) for statement in log.statements)
+    repeated = [(shape, times) for shape, times in shapes.most_common() if times > max_repeats]
+    if repeated:
+        shape, times = repeated[0]
+        raise AssertionError(
+            f"N+1: one statement ran {times} times (at most {max_repeats} allowed); load what "
+            f"it reads with load=[...] in the first query instead:\n  {shape}\n"
+            f"All {log.count} statements:\n{log}"
         )
 
 
