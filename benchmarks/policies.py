@@ -250,22 +250,12 @@ class ByHand(Way):
 
 
 class NoFilters(Way):
-    """No policies and no filters: the same calls as :class:`WithPolicies`."""
+    """No policies and no filters: the same calls as :class:`WithPolicies`, in a plain unit
+    of work (``Way.uow``)."""
 
-    async def get(self, ident: int) -> Any:
-        async with self.uow() as uow:
-            return await uow.repository(self.model).get_one(ident)
-
-    async def list(self) -> Any:
-        m = self.model
-        async with self.uow() as uow:
-            return await uow.repository(m).list(
-                m.value >= MIN_VALUE, order_by=(m.name, m.id), limit=PAGE
-            )
-
-    async def update(self, ident: int, name: str) -> Any:
-        async with self.uow() as uow:
-            return await uow.repository(self.model).update(ident, {"name": name})
+    get = WithPolicies.get
+    list = WithPolicies.list
+    update = WithPolicies.update
 
 
 # --- the ops -------------------------------------------------------------------------------------
