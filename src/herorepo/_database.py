@@ -209,6 +209,7 @@ class Database:
         tenant: object = None,
         all_tenants: bool = False,
         actor: object = None,
+        name: str | None = None,
     ) -> UnitOfWork:
         """Return a new :class:`UnitOfWork`: ``async with db.unit_of_work() as uow:``.
 
@@ -227,6 +228,8 @@ class Database:
             all_tenants: Admin work: no tenant filter at all.
             actor: Who is writing, for the ``created_by`` / ``updated_by`` audit columns,
                 instead of the one of ``with acting_as(...)``.
+            name: What the work is (``"transfer"``), for telemetry and query tags; a fixed
+                name, never one built from ids or user input.
         """
         info = scope_info(tenant=tenant, all_tenants=all_tenants, actor=actor)
         if self._router is not None:
@@ -236,6 +239,7 @@ class Database:
                 read_only=read_only,
                 independent=independent,
                 session_info=info,
+                name=name,
             )
         return UnitOfWork(
             self.sessionmaker,
@@ -243,6 +247,7 @@ class Database:
             read_only=read_only,
             independent=independent,
             session_info=info,
+            name=name,
         )
 
     async def run(
@@ -251,6 +256,7 @@ class Database:
         *,
         isolation_level: IsolationLevel | None = None,
         retry: RetryPolicy | None = None,
+        name: str | None = None,
     ) -> T:
         """Run ``work`` in a unit of work, from the start again if it fails transiently.
 
@@ -271,6 +277,9 @@ class Database:
         this database, ``work`` joins that transaction and runs once: only the outermost unit of
         work can be run again as a whole, so a transient error propagates to it.
 
+        ``name`` names the work for telemetry and query tags; by default the qualified name of
+        ``work`` (``"transfer"``). Each attempt's unit of work has its number in ``uow.attempt``.
+
         Returns:
             What ``work`` returned on the attempt that committed.
 
@@ -279,8 +288,9 @@ class Database:
                 none of them committed anything.
             TransactionError: ``work`` called ``uow.commit()``.
         """
+        label = name if name is not None else getattr(work, "__qualname__", None)
         return await run_with_retries(
-            lambda: self.unit_of_work(isolation_level=isolation_level),
+            lambda: self.unit_of_work(isolation_level=isolation_level, name=label),
             work,
             retry or RetryPolicy(),
         )

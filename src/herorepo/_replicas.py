@@ -364,6 +364,7 @@ class RoutedUnitOfWork(UnitOfWork):
         read_only: bool = False,
         independent: bool = False,
         session_info: Mapping[str, object] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(
             router.primary,
@@ -371,6 +372,7 @@ class RoutedUnitOfWork(UnitOfWork):
             read_only=read_only,
             independent=independent,
             session_info=session_info,
+            name=name,
         )
         self._router = router
         self._read_only = read_only

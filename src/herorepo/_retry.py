@@ -60,6 +60,7 @@ async def run_with_retries(
     for attempt in range(1, policy.attempts + 1):
         # An attempt that committed part of its work could not be run again safely.
         unit = forbid_intermediate_commits(make_unit())
+        unit.attempt = attempt
         try:
             async with unit as uow:
                 return await work(uow)

@@ -94,6 +94,14 @@ class UnitOfWork:
             timeout instead of failing when a read lock cannot be upgraded; read-only ones do not.
         independent: Run in a transaction of its own, on its own connection, even inside another
             unit of work: it commits when its block ends, whatever the outer one does.
+        name: What the work is, e.g. ``"transfer"``: telemetry and query tags show it. Keep
+            it to a fixed set of names (no ids or user input), so that it can group statistics.
+
+    Attributes:
+        name: The ``name`` given; :meth:`Database.run <herorepo.Database.run>` passes the
+            work function's qualified name when none is given.
+        attempt: Which run of :meth:`Database.run <herorepo.Database.run>` this is (1 for the
+            first); 1 outside ``run()``.
 
     Raises:
         ConfigurationError: the isolation level is not one the backend has.
@@ -109,7 +117,12 @@ class UnitOfWork:
         read_only: bool = False,
         independent: bool = False,
         session_info: Mapping[str, object] | None = None,
+        name: str | None = None,
     ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise ConfigurationError(f"name must be a str, got a {type(name).__name__}.")
+        self.name = name
+        self.attempt = 1
         self._sessionmaker = sessionmaker
         self._session_info = dict(session_info or {})  # the tenant and actor, if given
         self._key: object = sessionmaker  # units of work of one sessionmaker join each other

@@ -4,10 +4,13 @@ import pytest
 from sqlmodel import select
 
 from herorepo import (
+    ConfigurationError,
     Database,
+    DeadlockError,
     InvalidDataError,
     NotFoundError,
     Repository,
+    RetryPolicy,
     TransactionError,
     UniqueViolationError,
     UnitOfWork,
@@ -231,3 +234,24 @@ async def test_a_relationship_in_data_names_the_foreign_key_to_set(write_db: Dat
             await uow.repository(Hero).create({"name": "x", "secret_name": "y", "team": team})
         with pytest.raises(InvalidDataError, match=r"Team\.heroes is a relationship.*Hero rows"):
             await uow.repository(Team).update(team, {"heroes": []})
+
+
+async def test_name_and_attempt_are_what_telemetry_and_tags_read(db: Database) -> None:
+    async with db.unit_of_work(name="rename") as uow:
+        assert (uow.name, uow.attempt) == ("rename", 1)
+    async with db.unit_of_work() as uow:
+        assert uow.name is None
+
+    seen: list[tuple[str | None, int]] = []
+
+    async def flaky_work(uow: UnitOfWork) -> None:
+        seen.append((uow.name, uow.attempt))
+        if uow.attempt == 1:
+            raise DeadlockError("lost a race")
+
+    await db.run(flaky_work, retry=RetryPolicy(base_delay=0, max_delay=0))
+    qualname = flaky_work.__qualname__
+    await db.run(flaky_work, name="flaky", retry=RetryPolicy(base_delay=0, max_delay=0))
+    assert seen == [(qualname, 1), (qualname, 2), ("flaky", 1), ("flaky", 2)]
+    with pytest.raises(ConfigurationError, match="name must be a str"):
+        db.unit_of_work(name=3)  # type: ignore[arg-type]
