@@ -52,11 +52,23 @@ def _install(session: nox.Session, *groups: str, extras: str = "all") -> None:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
+def _parallel(posargs: list[str]) -> list[str]:
+    """pytest-xdist workers, one per core (at most 4), unless the arguments choose (`-n 0`)."""
+    if any(arg.startswith(("-n", "--numprocesses", "--dist")) for arg in posargs):
+        return posargs
+    workers = min(os.cpu_count() or 1, 4)
+    return ["-n", str(workers), "--dist", "loadgroup", *posargs]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite on every backend that is reachable (SQLite always)."""
+    """Run the test suite on every backend that is reachable (SQLite always), in parallel.
+
+    Each pytest process (each xdist worker) works in databases of its own, so runs may overlap.
+    """
     _install(session, "test")
-    session.run("pytest", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    args = _parallel(session.posargs)
+    session.run("pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
 @nox.session(python=PYTHONS)
@@ -85,10 +97,11 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark herorepo against the drivers, Core, SQLModel, advanced-alchemy and fastcrud.
 
-    Rewrites docs/benchmarks.md and docs/benchmarks.png, taking the test suite's lock first.
+    Rewrites docs/benchmarks.md and docs/benchmarks.png, taking the benchmarks' lock first.
     `nox -s bench -- --backends sqlite` runs one backend; `-- profile --backend postgres`
     profiles herorepo's get and create instead; `-- policies` times the tenant, soft-delete and
-    audit policies and rewrites their section of the page only. Not run by default, and not
+    audit policies and rewrites their section of the page only; `-- telemetry` times `Telemetry`
+    (off, API only, SDK) against none and rewrites its section. Not run by default, and not
     part of the tests.
     """
     _install(session, "bench")

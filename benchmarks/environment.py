@@ -24,7 +24,7 @@ PACKAGES = [
     "herorepo", "sqlalchemy", "sqlmodel", "pydantic", "greenlet", "asyncpg", "aiomysql",
     "pymysql", "aiosqlite", "advanced-alchemy", "fastcrud",
 ]  # fmt: skip
-LOCK_PATH = Path(tempfile.gettempdir()) / "herorepo-tests.lock"
+LOCK_PATH = Path(tempfile.gettempdir()) / "herorepo-bench.lock"
 
 
 def backend_url(backend: str, sqlite_dir: str) -> tuple[str, str | None]:
@@ -91,9 +91,11 @@ _held: IO[str] | None = None
 
 
 def take_run_lock(log: Any = print) -> float:
-    """Take the lock the test suite takes, so a benchmark and a test run never share the servers.
+    """Take the benchmarks' lock, so that two benchmark runs never share the servers.
 
-    ``flock /tmp/herorepo-tests.lock nox -s bench`` already holds it for us: then the holder is
+    (Test runs work in databases of their own and take no lock; they still add noise, so run
+    benchmarks on a quiet machine.) ``flock /tmp/herorepo-bench.lock nox -s bench`` already
+    holds it for us: then the holder is
     one of our ancestors and waiting would deadlock, so we go on. Returns the seconds waited.
     """
     global _held

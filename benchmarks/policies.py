@@ -832,7 +832,7 @@ def render_section(results: dict[str, Any]) -> list[str]:
         f"{first['scoped_models']['policies_many'] - 1} more scoped models beside it, since "
         "they add their criteria for every scoped model of the registry to every statement. "
         "`nox -s bench -- policies` reruns this and rewrites this section (`--backends "
-        "sqlite` for one backend); it takes the test suite's lock, and creates and drops its "
+        "sqlite` for one backend); it takes the benchmarks' lock, and creates and drops its "
         "own `bench_pol_*` tables.",
         "",
         f"Last run: {meta['date']}, `{meta['command']}`, {meta['seconds'] / 60:.1f} minutes, "

@@ -382,11 +382,12 @@ editing them:
 python -m pip install nox && nox -s bench
 ```
 
-It takes the lock the test suite takes (`/tmp/herorepo-tests.lock`), creates its own `bench_*`
-tables and drops them at the end. `nox -s bench -- --backends sqlite` runs one backend,
-`nox -s bench -- --help` lists the options, and `python -m benchmarks profile --backend postgres`
-profiles herorepo's get and create and splits its overhead into engine defaults, unit of work
-and repository.
+It takes a lock (`/tmp/herorepo-bench.lock`) so that two runs never overlap, creates its own
+`bench_*` tables and drops them at the end; test runs use databases of their own, but they still
+load the machine, so benchmark on a quiet one. `nox -s bench -- --backends sqlite` runs one
+backend, `nox -s bench -- --help` lists the options, and `python -m benchmarks profile --backend
+postgres` profiles herorepo's get and create and splits its overhead into engine defaults, unit
+of work and repository.
 """
 
 METHOD = """\

@@ -6,24 +6,34 @@ Every database test takes the ``db`` fixture (or ``write_db`` for writes) and so
 HEROREPO_MYSQL_URL, defaulting to the local servers. An unreachable server is skipped with the
 reason, unless HEROREPO_REQUIRE_BACKENDS lists it (CI lists all three): then it is a failure.
 
-Tables are created once per backend and emptied after every test, so tests can commit for real
-and still run in any order. Each test also checks that no connection was left checked out.
+Each test process works in a database of its own on each server, created when it first needs
+it and dropped at the end (``herorepo_test_<host>_<pid>``; one left by a run that died is dropped
+by the next run on this machine). So test runs, and pytest-xdist workers (``-n 2``), never share
+tables, and no lock serialises them. Tables are created once per backend and emptied after
+every test, so tests can commit for real and still run in any order. Each test also checks that
+no connection was left checked out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import importlib.util
 import os
+import re
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 from sqlalchemy import delete, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from herorepo import Database
 from herorepo._url import resolve_url
@@ -79,16 +89,103 @@ def required_backends() -> set[str]:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def configured_url(name: str) -> str:
+    """The server URL the run was given; tests use :func:`backend_url`, this run's database."""
+    return os.environ.get(ENV_VARS[name], DEFAULT_URLS[name])
+
+
+# This run's database on each server: one per process, so that concurrent runs and xdist workers
+# never share tables. The host's hash keeps runs of other machines (or containers) sharing a
+# server out of the clean-up of databases whose process has died.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+RUN_DATABASE = f"herorepo_test_{_HOST}_{os.getpid()}"
+# Tests may make more databases named after this one (``<RUN_DATABASE>_docs``); all go at the end.
+_LEFTOVER = re.compile(rf"herorepo_test_{_HOST}_(\d+)(_\w+)?")
+_created: dict[str, URL] = {}  # backend -> the URL of the database this process created
+
+
 def backend_url(name: str) -> str:
     if name == "sqlite":
         return f"sqlite+aiosqlite:///{Path(_sqlite_dir.name) / 'tests.db'}"
-    return os.environ.get(ENV_VARS[name], DEFAULT_URLS[name])
+    if name in _created:
+        return _created[name].render_as_string(hide_password=False)
+    return configured_url(name)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _database_statements(url: URL, statements: list[str]) -> list[str]:
+    """Run ``statements`` outside a transaction; return the names of this host's databases."""
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            if url.get_backend_name() == "mysql":
+                await connection.execute(text("SET SESSION lock_wait_timeout = 10"))
+            for statement in statements:
+                await connection.execute(text(statement))
+            listing = (
+                "SELECT datname FROM pg_database"
+                if url.get_backend_name() == "postgresql"
+                else "SELECT schema_name FROM information_schema.schemata"
+            )
+            return [str(row[0]) for row in await connection.execute(text(listing))]
+    finally:
+        await engine.dispose()
+
+
+def _run_in_thread(coroutine: Coroutine[object, object, list[str]]) -> list[str]:
+    """Run ``coroutine`` in a loop of its own: a test's event loop may be running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=60)
+
+
+def _create_run_database(name: str) -> None:
+    """Create this process's database on server ``name``, after dropping dead runs' ones."""
+    url, _ = resolve_url(configured_url(name))
+    existing = _run_in_thread(_database_statements(url, []))
+    leftovers = [
+        db
+        for db in existing
+        if (match := _LEFTOVER.fullmatch(db)) and not _process_alive(int(match[1]))
+    ]
+    if name == "postgres":
+        create = f"CREATE DATABASE {RUN_DATABASE} ENCODING 'UTF8' TEMPLATE template0"
+        drops = [f"DROP DATABASE IF EXISTS {db} WITH (FORCE)" for db in leftovers]
+    else:
+        create = f"CREATE DATABASE {RUN_DATABASE} CHARACTER SET utf8mb4"
+        drops = [f"DROP DATABASE IF EXISTS {db}" for db in leftovers]
+    _run_in_thread(_database_statements(url, [*drops, create]))
+    _created[name] = url.set(database=RUN_DATABASE)
+
+
+def _drop_run_databases() -> None:
+    for name, url in _created.items():
+        server = url.set(database=make_url(configured_url(name)).database)
+        force = " WITH (FORCE)" if name == "postgres" else ""
+        try:
+            existing = _run_in_thread(_database_statements(server, []))
+            ours = [
+                db for db in existing if db == RUN_DATABASE or db.startswith(RUN_DATABASE + "_")
+            ]
+            drops = [f"DROP DATABASE IF EXISTS {db}{force}" for db in ours]
+            _run_in_thread(_database_statements(server, drops))
+        except Exception as exc:  # the next run drops them: this process is gone by then
+            print(f"herorepo: could not drop the test databases {RUN_DATABASE}* on {name}: {exc}")
+    _created.clear()
 
 
 def check_backend(name: str) -> Availability:
     if name in _availability:
         return _availability[name]
-    url = backend_url(name)
+    url = configured_url(name) if name != "sqlite" else backend_url(name)
     try:
         parsed, _ = resolve_url(url)
     except Exception as exc:  # a missing driver package is the usual reason
@@ -101,13 +198,23 @@ def check_backend(name: str) -> Availability:
             port = parsed.port or (5432 if name == "postgres" else 3306)
             try:
                 socket.create_connection((host, port), timeout=3).close()
-                result = Availability(True)
             except OSError as exc:
                 result = Availability(
                     False,
                     f"{name}: no server at {host}:{port} ({exc.strerror or exc}); start it or set "
                     f"{ENV_VARS[name]}",
                 )
+            else:
+                try:
+                    _create_run_database(name)
+                    result = Availability(True)
+                except Exception as exc:
+                    result = Availability(
+                        False,
+                        f"{name}: could not create the test run's database on {host}:{port} "
+                        f"({type(exc).__name__}); the suite needs a user that may create "
+                        f"databases: {exc}",
+                    )
     _availability[name] = result
     return result
 
@@ -124,23 +231,47 @@ def require(name: str) -> None:
     pytest.skip(f"backend unavailable: {availability.reason}")
 
 
-_run_lock: IO[str] | None = None
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _drop_run_databases()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: tell the controller what each backend did
+        workeroutput["herorepo_backends"] = {
+            name: [availability.ok, availability.reason]
+            for name, availability in _availability.items()
+        }
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Let one test run at a time use the shared servers: runs share table names."""
-    global _run_lock
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, runs must not overlap
-        return
-    path = Path(tempfile.gettempdir()) / "herorepo-tests.lock"
-    _run_lock = path.open("w")
-    try:
-        fcntl.flock(_run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        print("herorepo: another test run holds the database servers; waiting for it")
-        fcntl.flock(_run_lock, fcntl.LOCK_EX)
+class _XdistController:
+    """Collects the workers' backend reports, for the summary below."""
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        reports = getattr(node, "workeroutput", {}).get("herorepo_backends", {})
+        for name, (ok, reason) in reports.items():
+            if name not in _availability or not ok:
+                _availability[name] = Availability(ok, reason)
+
+
+# Tests that start their own servers (tests/servers.py) run on one xdist worker
+# (``--dist loadgroup``), so that each session-scoped server starts once per run, not per worker.
+SERVER_FIXTURES = {
+    "throwaway_postgres",
+    "throwaway_mariadb",
+    "replicated_postgres",
+    "pgbouncer",
+    "throwaway_server",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("throwaway-servers"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if importlib.util.find_spec("xdist") is not None and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_XdistController(), "herorepo-xdist-controller")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -261,9 +392,11 @@ async def open_transactions(db: Database) -> int:
             "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
         )
     else:
+        # Connections of this database only: other runs and workers use the server too.
         query = (
-            "SELECT count(*) FROM information_schema.innodb_trx "
-            "WHERE trx_mysql_thread_id <> CONNECTION_ID()"
+            "SELECT count(*) FROM information_schema.innodb_trx AS trx "
+            "JOIN information_schema.processlist AS p ON p.id = trx.trx_mysql_thread_id "
+            "WHERE trx.trx_mysql_thread_id <> CONNECTION_ID() AND p.db = DATABASE()"
         )
     async with db.engine.connect() as connection:
         return int((await connection.execute(text(query))).scalar_one())

@@ -13,7 +13,8 @@ fixture                 scope     gives
                                   option, else ``sqlite+aiosqlite:///:memory:``
 ``herorepo_metadata``   session   the tables to create: ``SQLModel.metadata``; override it
 ``herorepo_database``   session   the :class:`~herorepo.Database`, with the missing tables
-                                  created (and dropped again at the end of the run)
+                                  created (and dropped again at the end of the run); a
+                                  database of its own in each pytest-xdist worker
 ``herorepo_db``         function  a ``Database`` whose sessions and units of work all run in
                                   one transaction, rolled back after the test
 ``herorepo_session``    function  a session of ``herorepo_db``
@@ -26,7 +27,13 @@ Code under test may commit: inside the test's transaction a commit releases a SA
 (SQLAlchemy's ``join_transaction_mode="create_savepoint"``), so the test sees the data and the
 next test does not. ``herorepo_db`` fails a test that leaves a connection checked out of the
 pool. :func:`count_queries` and :func:`assert_max_queries` pin the number of SQL statements a
-block runs.
+block runs; :func:`assert_no_n_plus_one` fails a block, and the marker
+``@pytest.mark.herorepo_no_n_plus_one(max_repeats=3)`` a whole test, that runs one statement
+shape more than ``max_repeats`` times (only the test function's statements count, not its
+fixtures').
+
+Under pytest-xdist (``pytest -n 4``) each worker's ``herorepo_database`` runs on a database of
+its own, created at its start and dropped at its end: see :func:`worker_database`.
 
 The helpers work without the fixtures: :func:`isolated_database` is what ``herorepo_db`` uses.
 
@@ -36,12 +43,9 @@ The helpers work without the fixtures: :func:`isolated_database` is what ``heror
 from __future__ import annotations
 
 import copy
-import re
 import weakref
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -52,8 +56,20 @@ from sqlmodel import SQLModel
 
 from . import _pytest_entry
 from ._database import Database
+from ._errors import ConfigurationError
 from ._policies import Policy
+from ._query_log import (
+    QueryLog,
+    assert_max_queries,
+    assert_no_n_plus_one,
+    check_max_repeats,
+    count_queries,
+    repeated_shapes,
+    statement_shape,
+    sync_engine,
+)
 from ._schema import create_tables
+from ._test_databases import worker_database
 
 try:
     import pytest_asyncio
@@ -76,6 +92,7 @@ __all__ = [
     "count_queries",
     "isolated_database",
     "statement_shape",
+    "worker_database",
 ]
 
 DEFAULT_URL = "sqlite+aiosqlite:///:memory:"
@@ -119,144 +136,6 @@ def _bound_to(database: Database, connection: AsyncConnection) -> Database:
     return bound
 
 
-@dataclass
-class QueryLog:
-    """The SQL statements run inside :func:`count_queries`, transaction control left out.
-
-    ``BEGIN``, ``COMMIT``, ``ROLLBACK``, ``SAVEPOINT`` and ``RELEASE`` are not counted: a unit
-    of work adds them whatever the code inside does.
-    """
-
-    statements: list[str] = field(default_factory=list[str])
-
-    @property
-    def count(self) -> int:
-        """How many statements ran."""
-        return len(self.statements)
-
-    def __str__(self) -> str:
-        lines = [
-            f"{number}. {' '.join(sql.split())}" for number, sql in enumerate(self.statements, 1)
-        ]
-        return "\n".join(lines) or "(no statements)"
-
-
-_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
-
-
-def _sync_engine(target: Database | AsyncEngine) -> Any:
-    return (target.engine if isinstance(target, Database) else target).sync_engine
-
-
-@contextmanager
-def count_queries(target: Database | AsyncEngine) -> Generator[QueryLog, None, None]:
-    """Record the SQL statements that run on ``target``'s engine inside the block.
-
-    ::
-
-        with count_queries(db) as queries:
-            team = await uow.repository(Team).get_one(team_id, load=[Team.heroes])
-        assert queries.count == 2, queries  # the team, then its heroes
-
-    Statements of every connection of the engine count, including other tasks' work.
-
-    .. versionadded:: 0.1.0
-    """
-    log = QueryLog()
-    engine = _sync_engine(target)
-
-    def record(
-        conn: Connection,
-        cursor: object,
-        statement: str,
-        parameters: object,
-        context: object,
-        executemany: bool,
-    ) -> None:
-        if not _TRANSACTION_CONTROL.match(statement):
-            log.statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield log
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
-@contextmanager
-def assert_max_queries(
-    target: Database | AsyncEngine, limit: int
-) -> Generator[QueryLog, None, None]:
-    """Fail with the statements listed if the block runs more than ``limit`` SQL statements.
-
-    ::
-
-        with assert_max_queries(db, 2):  # an N+1 regression would run one SELECT per team
-            await client.get("/teams/1")
-
-    Raises:
-        AssertionError: more than ``limit`` statements ran (and the block raised nothing else).
-
-    .. versionadded:: 0.1.0
-    """
-    with count_queries(target) as log:
-        yield log
-    if log.count > limit:
-        raise AssertionError(
-            f"Expected at most {limit} SQL statement(s), but {log.count} ran:\n{log}"
-        )
-
-
-# Placeholders of one statement shape: $1 (asyncpg), ? (sqlite3), %s (aiomysql); a list of
-# them (an expanded IN) counts as one, whatever its length.
-_PLACEHOLDER = r"(?:\$\d+|\?|%s|%\(\w+\)s)"
-_PLACEHOLDER_LIST = re.compile(rf"\(\s*{_PLACEHOLDER}(?:\s*,\s*{_PLACEHOLDER})*\s*\)")
-
-
-def statement_shape(statement: str) -> str:
-    """``statement`` with its parameters' places and lists of them made alike: two executions
-    of one query with other values have the same shape."""
-    shape = _PLACEHOLDER_LIST.sub("(...)", " ".join(statement.split()))
-    return re.sub(r"\$\d+", "$n", shape)
-
-
-@contextmanager
-def assert_no_n_plus_one(
-    target: Database | AsyncEngine, max_repeats: int = 3
-) -> Generator[QueryLog, None, None]:
-    """Fail if one statement shape runs more than ``max_repeats`` times inside the block.
-
-    A query run once per row of an earlier query (an N+1: the team of each hero, read one by
-    one) repeats one shape; ``load=[...]`` reads the same in one or two statements::
-
-        with assert_no_n_plus_one(db):
-            await client.get("/heroes/")
-
-    Statements with other values but the same text (and lists of values of any length, as in
-    ``IN (...)``) count as one shape.
-
-    Raises:
-        AssertionError: a shape ran more than ``max_repeats`` times (and the block raised
-            nothing else); the message shows it and how often it ran.
-
-    .. versionadded:: 0.1.0
-    """
-    given: object = max_repeats  # checked as if untyped: tests pass what they like
-    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-        raise ValueError(f"max_repeats must be a whole number >= 1, got {given!r}.")
-    with count_queries(target) as log:
-        yield log
-    shapes = Counter(statement_shape(statement) for statement in log.statements)
-    repeated = [(shape, times) for shape, times in shapes.most_common() if times > max_repeats]
-    if repeated:
-        shape, times = repeated[0]
-        raise AssertionError(
-            f"N+1: one statement ran {times} times (at most {max_repeats} allowed); load what "
-            f"it reads with load=[...] in the first query instead:\n  {shape}\n"
-            f"All {log.count} statements:\n{log}"
-        )
-
-
 class _CheckoutCounter:
     """Connections checked out of an engine's pool and not yet returned, for any pool class."""
 
@@ -283,7 +162,7 @@ def checked_out_connections(target: Database | AsyncEngine) -> int:
 
     .. versionadded:: 0.1.0
     """
-    engine = _sync_engine(target)
+    engine = sync_engine(target)
     if isinstance(engine.pool, QueuePool):
         return engine.pool.checkedout()
     counter = _COUNTERS.get(engine)
@@ -306,10 +185,34 @@ _LOOP_BOUND = frozenset(
 )
 
 
+_NO_N_PLUS_ONE = "herorepo_no_n_plus_one"
+_DEFAULT_MAX_REPEATS = 3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{_NO_N_PLUS_ONE}(max_repeats={_DEFAULT_MAX_REPEATS}): fail the test when one SQL "
+        "statement shape runs more than max_repeats times on herorepo's test database during "
+        "the test (herorepo.testing)",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail early, and clearly, when a test would use the fixtures from another event loop."""
-    if not _LOOP_BOUND.intersection(getattr(item, "fixturenames", ())):
+    """Fail early, and clearly, when a test would use the fixtures from another event loop, or
+    is marked to watch for N+1 queries without a database to watch."""
+    uses_fixtures = bool(_LOOP_BOUND.intersection(getattr(item, "fixturenames", ())))
+    if item.get_closest_marker(_NO_N_PLUS_ONE) is not None:
+        _max_repeats(item)
+        if not uses_fixtures:
+            pytest.fail(
+                f"@pytest.mark.{_NO_N_PLUS_ONE} counts the statements on herorepo's test "
+                f"database, which {item.name} does not use: give it one of the fixtures "
+                f"{', '.join(sorted(_LOOP_BOUND))}.",
+                pytrace=False,
+            )
+    if not uses_fixtures:
         return
     marker = item.get_closest_marker("asyncio")
     if marker is None:
@@ -323,6 +226,55 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             '@pytest.mark.asyncio(loop_scope="session").',
             pytrace=False,
         )
+
+
+def _max_repeats(item: pytest.Item) -> int:
+    marker = item.get_closest_marker(_NO_N_PLUS_ONE)
+    assert marker is not None
+    given: object = marker.kwargs.get(
+        "max_repeats", marker.args[0] if marker.args else _DEFAULT_MAX_REPEATS
+    )
+    problem = None
+    if len(marker.args) > 1 or set(marker.kwargs) - {"max_repeats"}:
+        problem = "it takes one argument, max_repeats"
+    else:
+        try:
+            return check_max_repeats(given)
+        except ValueError as exc:
+            problem = str(exc)
+    pytest.fail(f"@pytest.mark.{_NO_N_PLUS_ONE} on {item.name}: {problem}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Count the statements of a test marked ``herorepo_no_n_plus_one``; fail on a repeat.
+
+    Only the test function's own statements count, on every connection of the test database's
+    engine: the setup and teardown of fixtures (tables, data they insert) do not.
+    """
+    if item.get_closest_marker(_NO_N_PLUS_ONE) is None:
+        return (yield)
+    max_repeats = _max_repeats(item)
+    funcargs: dict[str, object] = getattr(item, "funcargs", {})
+    database = funcargs.get("herorepo_database")
+    if not isinstance(database, Database):
+        pytest.fail(
+            f"@pytest.mark.{_NO_N_PLUS_ONE} on {item.name}: herorepo_database is not a "
+            f"herorepo Database here (got {type(database).__name__}).",
+            pytrace=False,
+        )
+    with count_queries(database) as log:
+        outcome = yield  # a test that failed already fails with its own error
+    repeated = repeated_shapes(log.statements, max_repeats)
+    if repeated:
+        shapes = "\n".join(f"  {times} times: {shape}" for shape, times in repeated)
+        pytest.fail(
+            f"N+1 in {item.name}: a statement ran more than {max_repeats} time(s) "
+            f"(@pytest.mark.{_NO_N_PLUS_ONE}(max_repeats={max_repeats})); load what it reads "
+            f"with load=[...] in the first query instead:\n{shapes}",
+            pytrace=False,
+        )
+    return outcome
 
 
 def _ini(config: pytest.Config, name: str) -> str | None:
@@ -362,26 +314,50 @@ def herorepo_policies() -> Sequence[Policy]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def herorepo_database(
-    herorepo_url: str, herorepo_metadata: MetaData, herorepo_policies: Sequence[Policy]
+    request: pytest.FixtureRequest,
+    herorepo_url: str,
+    herorepo_metadata: MetaData,
+    herorepo_policies: Sequence[Policy],
 ) -> AsyncIterator[Database]:
     """The run's database, with the tables of ``herorepo_metadata`` that were missing created,
     and the policies of ``herorepo_policies``.
 
     At the end of the run it drops the tables it created (and only those) and disposes the pool.
+    In a pytest-xdist worker it runs on a database of the worker's own instead, named after
+    ``herorepo_url``'s (``test_gw0``; a file ``tests_gw0.db`` on SQLite), created empty for the
+    run and dropped after it: see :func:`worker_database`.
     """
-    database = Database(herorepo_url, policies=herorepo_policies)
-    checked_out_connections(database)  # start counting now
-    try:
-        created = await _create_missing(database, herorepo_metadata)
+    async with AsyncExitStack() as stack:
+        url = herorepo_url
+        worker = _xdist_worker(request.config)
+        if worker is not None:
+            refused = None
+            try:
+                url = await stack.enter_async_context(worker_database(herorepo_url, worker))
+            except ConfigurationError as exc:
+                refused = f"pytest-xdist worker {worker}: {exc}"
+            if refused is not None:  # failed outside the handler: no chained tracebacks
+                pytest.fail(refused, pytrace=False)
+        database = Database(url, policies=herorepo_policies)
+        checked_out_connections(database)  # start counting now
         try:
-            yield database
+            created = await _create_missing(database, herorepo_metadata)
+            try:
+                yield database
+            finally:
+                async with database.engine.begin() as connection:
+                    await connection.run_sync(
+                        lambda sync: herorepo_metadata.drop_all(sync, tables=created)
+                    )
         finally:
-            async with database.engine.begin() as connection:
-                await connection.run_sync(
-                    lambda sync: herorepo_metadata.drop_all(sync, tables=created)
-                )
-    finally:
-        await database.dispose()
+            await database.dispose()
+
+
+def _xdist_worker(config: pytest.Config) -> str | None:
+    """The pytest-xdist worker id (``gw0``) of this process; None outside a worker."""
+    workerinput: dict[str, object] = getattr(config, "workerinput", {})
+    worker = workerinput.get("workerid")
+    return worker if isinstance(worker, str) else None
 
 
 async def _create_missing(database: Database, metadata: MetaData) -> list[Table]:

@@ -9,9 +9,10 @@ every backend.
   before its fence is ``<!-- no-run -->`` (a fragment, or a server that would never stop). A block
   that uses a database takes its URL from DATABASE_URL (``Database.from_env(default=...)``) and
   runs three times: with DATABASE_URL unset (its SQLite default), then on PostgreSQL and on MySQL,
-  each time in an empty scratch database (``herorepo_docs``). It must leave that database as empty
-  as it found it, dropping the tables it creates (``await db.drop_all()`` in a ``finally:``), so
-  that a reader can run it again, or another page's block, on the same server: the test checks.
+  each time in an empty scratch database (the test process's database + ``_docs``). It must leave
+  that database as empty as it found it, dropping the tables it creates (``await db.drop_all()``
+  in a ``finally:``), so that a reader can run it again, or another page's block, on the same
+  server: the test checks.
   A block marked ``<!-- offline -->`` builds a ``Database`` but never connects; it runs once.
   Other blocks run once. A block whose first line names a file (``# models.py``) is also saved as
   that file next to the later blocks of its page, which may import it.
@@ -46,13 +47,13 @@ from sqlalchemy.engine import Connection, make_url
 
 from herorepo import Database
 
-from ..conftest import backend_url, require
+from ..conftest import RUN_DATABASE, backend_url, require
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
 MARKDOWN = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
-SCRATCH_DATABASE = "herorepo_docs"
+SCRATCH_DATABASE = f"{RUN_DATABASE}_docs"  # of this process: runs and workers run side by side
 TIMEOUT = 60
 
 NO_RUN = "<!-- no-run -->"

@@ -173,7 +173,7 @@ def make_app(database: Database | None, notes: list[str]) -> FastAPI:
 @pytest_asyncio.fixture(scope="session")
 async def api_database(backend: str) -> AsyncIterator[Database]:
     url = backend_url(backend)
-    if backend == "sqlite":  # a file of its own: its sessions must not queue on the suite's lock
+    if backend == "sqlite":  # its own file: no queueing on the suite's SQLite lock
         url = url.replace("tests.db", "api.db")
     database = Database(url, connect_args=CONNECT_ARGS[backend])
     await database.drop_all(Base.metadata)

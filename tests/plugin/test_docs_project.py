@@ -13,6 +13,7 @@ import pytest
 
 from ..conftest import backend_url
 from ..docs.test_examples import DOCS, code_blocks
+from .test_plugin import UNUSED_PLUGINS
 
 FILE_NAME = re.compile(r"^# (?P<name>[\w.-]+\.(?:py|toml))\n")
 EXPECTED = {"pyproject.toml", "app.py", "conftest.py", "test_heroes.py"}
@@ -39,7 +40,8 @@ def test_testing_page_project_passes(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     for name, code in project_files().items():
         if name == "pyproject.toml":  # stricter than the page: any warning fails the run
-            code += 'filterwarnings = ["error"]\naddopts = "-p no:cacheprovider"\n'
+            options = f"-p no:cacheprovider {UNUSED_PLUGINS}"
+            code += f'filterwarnings = ["error"]\naddopts = "{options}"\n'
         (pytester.path / name).write_text(code, encoding="utf-8")
     url = (
         f"sqlite+aiosqlite:///{pytester.path / 'test.db'}"
@@ -47,4 +49,4 @@ def test_testing_page_project_passes(
         else backend_url(backend)
     )
     result = pytester.runpytest_subprocess("--herorepo-url", url)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)

@@ -18,9 +18,12 @@ from herorepo import Database
 
 from ..conftest import backend_url
 
-PYTEST_INI = """\
+# The projects leave out the plugins of the suite's environment that they do not use: each
+# pytest process (and each xdist worker) would spend a second importing them.
+UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:anyio"
+PYTEST_INI = f"""\
 [pytest]
-addopts = -p no:cacheprovider
+addopts = -p no:cacheprovider {UNUSED_PLUGINS}
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = session
 asyncio_default_test_loop_scope = session
