@@ -1,4 +1,4 @@
-"""The benchmark program: ``python -m benchmarks [run|render|profile|importtime|policies]``.
+"""The benchmark program: ``python -m benchmarks [run|render|profile|...|telemetry]``.
 
 ``run`` (the default) sets up the bench tables on each backend, times every contender on every
 workload, measures import time, and writes docs/benchmarks.md and docs/benchmarks.png.
@@ -6,6 +6,8 @@ workload, measures import time, and writes docs/benchmarks.md and docs/benchmark
 get-by-primary-key and create. ``policies`` times the tenant, soft-delete and audit policies
 against the same calls with the filters written by hand, and rewrites the policies section of
 docs/benchmarks.md (which ``run`` and ``render`` keep, from benchmarks/results/policies.json).
+``telemetry`` times ``Telemetry`` off, with the API only and with the SDK against no telemetry,
+and rewrites its section the same way (from benchmarks/results/telemetry.json).
 Run it through ``nox -s bench`` (see noxfile.py).
 """
 
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import environment, importtime, policies
+from . import environment, importtime, policies, telemetry
 from .contenders import Env
 from .data import Sizes
 from .report import write_report
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     profile_parser.add_argument("--breakdown-only", action="store_true", help="skip pyinstrument")
     sub.add_parser("importtime", help="measure import herorepo against import sqlmodel")
     policies.add_parser(sub)
-    commands = {"run", "render", "profile", "importtime", "policies", "-h", "--help"}
+    telemetry.add_parser(sub)
+    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "-h", "--help"}
     if not argv or argv[0] not in commands:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return profile_main(args)
     if args.what == "policies":
         return policies.main(args)
+    if args.what == "telemetry":
+        return telemetry.main(args)
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))

@@ -13,6 +13,7 @@ from .contenders.base import PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
 from .policies import stored_section
 from .runner import NOISY
+from .telemetry import stored_section as telemetry_section
 
 LABELS = {
     "raw": "raw driver",
@@ -524,6 +525,7 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
     # The policies' section has a run of its own (python -m benchmarks policies); the page keeps
     # it, rendered from the results that run stored.
     lines += stored_section()
+    lines += telemetry_section()  # the same for telemetry (python -m benchmarks telemetry)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines).rstrip() + "\n")
     write_chart(results, chart)

@@ -57,9 +57,11 @@ from ._policies import SoftDelete as SoftDelete
 from ._policies import TenantScope as TenantScope
 from ._policies import acting_as as acting_as
 from ._policies import tenant as tenant
+from ._query_tags import QueryTags as QueryTags
 from ._replicas import Replicas as Replicas
 from ._repository import Repository as Repository
 from ._retry import RetryPolicy as RetryPolicy
+from ._telemetry import Telemetry as Telemetry
 from ._unit_of_work import IsolationLevel as IsolationLevel
 from ._unit_of_work import UnitOfWork as UnitOfWork
 from ._version import __version__ as __version__
@@ -102,6 +104,7 @@ __all__ = [
     "Policy",
     "PoolStats",
     "PoolTimeoutError",
+    "QueryTags",
     "ReadOnlyTransactionError",
     "Replicas",
     "Repository",
@@ -111,6 +114,7 @@ __all__ = [
     "SoftDelete",
     "SortKey",
     "StatementTimeoutError",
+    "Telemetry",
     "TenantError",
     "TenantMismatchError",
     "TenantScope",

@@ -18,6 +18,7 @@ from ._policies import POLICIES_KEY, Policies, Policy, scope_info
 from ._replicas import Replica, Replicas, RoutedUnitOfWork, Router
 from ._retry import RetryPolicy, run_with_retries
 from ._schema import create_tables
+from ._telemetry import Telemetry, instrument
 from ._unit_of_work import IsolationLevel, UnitOfWork
 from ._url import redact, resolve_url
 
@@ -77,6 +78,9 @@ class Database:
             random key, so its cursors verify only in this process until it restarts.
         policies: :class:`TenantScope`, :class:`SoftDelete` and :class:`AuditColumns`, applied
             to every statement of this database's sessions (see docs/policies.md).
+        telemetry: OpenTelemetry spans and pool metrics for this database, on every engine
+            (replicas included); see :class:`Telemetry` and docs/observability.md. None
+            (default) installs nothing.
 
     Raises:
         ConfigurationError: the URL, driver or a setting cannot be used, or the driver is not
@@ -88,6 +92,7 @@ class Database:
         config: The :class:`EngineConfig` in use.
         engine: The ``AsyncEngine``.
         sessionmaker: The ``async_sessionmaker`` of SQLModel ``AsyncSession`` objects.
+        telemetry: The :class:`Telemetry` given, or None.
 
     .. versionadded:: 0.1.0
     """
@@ -101,6 +106,7 @@ class Database:
         replicas: Replicas | None = None,
         cursor_keys: Sequence[str | bytes] | None = None,
         policies: Sequence[Policy] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.url, self.backend = resolve_url(url)
         self.config = config or EngineConfig()
@@ -114,12 +120,17 @@ class Database:
         self._session_info: dict[str, object] = {CURSOR_KEYS: signing_keys(cursor_keys)}
         if self.policies is not None:
             self._session_info[POLICIES_KEY] = self.policies
+        self.telemetry = telemetry
+        instrumentation = None if telemetry is None else instrument(telemetry, self._session_info)
         self.engine: AsyncEngine = create_engine(self.url, self.config, connect_args=connect_args)
         self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(
             self.engine, info=self._session_info
         )
         self.replicas = replicas
         self._router = None if replicas is None else self._route(replicas, connect_args)
+        if instrumentation is not None:
+            for engine in self.engines:
+                instrumentation.add_engine(engine)
 
     def _route(self, replicas: Replicas, connect_args: Mapping[str, Any] | None) -> Router:
         if not isinstance(replicas, Replicas):
@@ -159,6 +170,7 @@ class Database:
         config: EngineConfig | None = None,
         cursor_keys: Sequence[str | bytes] | None = None,
         policies: Sequence[Policy] = (),
+        telemetry: Telemetry | None = None,
     ) -> Self:
         """Build a database from the URL in the environment variable ``variable``.
 
@@ -174,7 +186,7 @@ class Database:
                 f"The environment variable {variable} is not set. Set it to a database URL, "
                 "e.g. postgresql+asyncpg://user:password@localhost:5432/app, or pass default=."
             )
-        return cls(url, config, cursor_keys=cursor_keys, policies=policies)
+        return cls(url, config, cursor_keys=cursor_keys, policies=policies, telemetry=telemetry)
 
     def __repr__(self) -> str:
         if self.replicas is None:

@@ -55,6 +55,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
 from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
+from ._query_tags import QueryTags, install_query_tags
 from ._session import GuardedSession
 from ._slow_log import install_slow_statement_log
 from ._transaction import install_connection_hooks
@@ -102,7 +103,12 @@ class EngineConfig:
             logger (WARNING: duration and SQL, no parameters); ``None`` (default) logs none.
         show_values_in_errors: Let error messages, and SQLAlchemy's statement errors and logs,
             show values (parameters, rows, keys asked for). Off by default: values may be
-            personal data, and messages reach logs and API responses. For development.
+            personal data, and messages reach logs and API responses. Off, the driver's
+            exception chained to a herorepo error (its ``__cause__``) has the text that may
+            show values replaced too, its class and codes kept. For development.
+        query_tags: Append a sqlcommenter comment naming the application, the FastAPI route
+            template and the unit of work to every statement (see :class:`QueryTags`);
+            ``None`` (default) appends nothing and installs no hook.
 
     Raises:
         ConfigurationError: a value has the wrong type or is out of range.
@@ -121,6 +127,7 @@ class EngineConfig:
     pgbouncer: bool = False
     slow_statement: float | None = None
     show_values_in_errors: bool = False
+    query_tags: QueryTags | None = None
 
     def __post_init__(self) -> None:
         _check_int("pool_size", self.pool_size, minimum=1)
@@ -134,6 +141,11 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
+        if self.query_tags is not None and not isinstance(self.query_tags, QueryTags):
+            raise ConfigurationError(
+                "query_tags must be a QueryTags, such as QueryTags(application='billing'), "
+                f"got {self.query_tags!r}."
+            )
         if self.pgbouncer:
             pooled = [name for name in _POOL_SETTINGS if getattr(self, name) is not None]
             if pooled:
@@ -333,6 +345,8 @@ def create_engine(
         install_slow_statement_log(
             engine.sync_engine, config.slow_statement, show_values=config.show_values_in_errors
         )
+    if config.query_tags is not None:
+        install_query_tags(engine.sync_engine, config.query_tags)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     if backend == "mysql":

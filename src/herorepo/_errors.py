@@ -42,8 +42,9 @@ aiosqlite, asyncpg and aiomysql, with the driver's exception as ``__cause__``.
 
 Values (what a row holds, the keys and criteria asked for, statement parameters) never appear in
 a message: they may be personal data, and messages end up in logs and API responses. The
-errors keep what code needs as attributes (``NotFoundError.ident``). For development,
-``EngineConfig(show_values_in_errors=True)`` puts them in messages.
+errors keep what code needs as attributes (``NotFoundError.ident``). Nor do they appear in the
+driver's exception chained as ``__cause__``: its text is rewritten (``_redact.py``), its class
+and codes kept. For development, ``EngineConfig(show_values_in_errors=True)`` shows them all.
 """
 
 from __future__ import annotations

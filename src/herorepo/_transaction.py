@@ -65,6 +65,7 @@ __all__ = [
     "TX_KEY",
     "State",
     "TransactionState",
+    "connection_state",
     "install_connection_hooks",
     "install_session_hooks",
     "refuse_if_failed",
@@ -118,6 +119,7 @@ class TransactionState:
         "failure",
         "final",
         "forbid_commit",
+        "name",
         "read_only",
         "read_only_joins",
         "shares_connection",
@@ -144,6 +146,7 @@ class TransactionState:
         self._busy: greenlet.greenlet | None = None
         self.shares_connection = False  # the session is bound to a connection that outlives it
         self._shared: list[Connection] = []
+        self.name: str | None = None  # the unit of work's name, for query tags
 
     def __repr__(self) -> str:
         return f"<TransactionState {self.state.value}>"
@@ -298,6 +301,12 @@ class TransactionState:
             self.failure = None
             self.failed_at = 0
             self.state = State.ACTIVE
+
+
+def connection_state(connection: Connection) -> TransactionState | None:
+    """The transaction state of the unit of work whose transaction runs on ``connection``."""
+    state: TransactionState | None = getattr(connection, _ON_CONNECTION, None)
+    return state
 
 
 def session_state(session: Session) -> TransactionState | None:

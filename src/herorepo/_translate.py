@@ -4,7 +4,9 @@ Installed as a ``handle_error`` hook on every engine herorepo builds, so that a 
 a commit and a user's own ``session.exec()`` all raise the same classes. The tables below map
 PostgreSQL SQLSTATE codes (asyncpg), MySQL/MariaDB error numbers (aiomysql) and SQLite result
 codes (aiosqlite); message text is read only for details the drivers give nowhere else
-(constraint and column names on MySQL and SQLite, and SQLite codes on Python 3.10).
+(constraint and column names on MySQL and SQLite, and SQLite codes on Python 3.10). Then,
+unless the engine shows values, the driver's exception loses the values in its text
+(:mod:`herorepo._redact`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ._errors import (
     UniqueViolationError,
     values_shown,
 )
+from ._redact import hide_values
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
@@ -331,12 +334,22 @@ def translate_driver_error(context: ExceptionContext) -> HeroRepoError | None:
     SQLAlchemy raises what the hook returns, with the driver's exception as ``__cause__``; it
     still invalidates a disconnected connection. Returning rather than raising lets the hooks
     after this one (the unit of work's state, :mod:`herorepo._transaction`) see the error.
+
+    Unless the engine shows values, the driver's exception then has the text that may quote
+    them rewritten (:mod:`herorepo._redact`), whether or not it was translated.
     """
     original = context.original_exception
     if not isinstance(original, Exception) or isinstance(original, HeroRepoError):
         return None  # a cancellation must stay what it is; herorepo's own errors are translated
     if getattr(context, "is_pre_ping", False):
         return None  # a failed pre-ping makes the pool reconnect; it must not become an error
+    error = _translate(context, original)
+    if not values_shown(context.dialect):
+        hide_values(context.dialect.name, original, context.sqlalchemy_exception)
+    return error
+
+
+def _translate(context: ExceptionContext, original: Exception) -> HeroRepoError | None:
     if context.connection is None:  # opening a connection failed
         refused = cannot_connect(context.dialect.name, original)
         if refused is not None:

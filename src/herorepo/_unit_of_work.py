@@ -29,6 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ._engine import READ_ONLY_OPTION, SQLITE_BEGIN_OPTION, engine_with_options
 from ._errors import AfterCommitError, ConcurrentUpdateError, ConfigurationError, TransactionError
 from ._repository import Repository
+from ._telemetry import telemetry_of
 from ._transaction import NEEDS_ROLLBACK, TX_KEY, TransactionState
 from ._url import is_sqlite_memory
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from sqlmodel import SQLModel
     from sqlmodel.ext.asyncio.session import AsyncSession
     from typing_extensions import Self
+
+    from ._otel import UnitTrace
 
 __all__ = ["UnitOfWork"]
 
@@ -139,6 +142,7 @@ class UnitOfWork:
         self._owner: asyncio.Task[Any] | None = None
         self._previous: UnitOfWork | None = None
         self._token: Token[UnitOfWork | None] | None = None
+        self._trace: UnitTrace | None = None  # its span, with Telemetry
 
     def __repr__(self) -> str:
         if self._phase is _Phase.ACTIVE and self._tx is not None and self._tx.failed:
@@ -216,6 +220,22 @@ class UnitOfWork:
                 f"This unit of work is {self._phase.value} and cannot be entered again; "
                 "open a new one with db.unit_of_work()."
             )
+        telemetry = telemetry_of(self._sessionmaker)  # None unless the database traces
+        if telemetry is None:
+            return await self._enter()
+        trace = telemetry.unit_started(
+            self, read_only=self._read_only, isolation_level=self._isolation_level
+        )
+        try:
+            await self._enter()
+        except BaseException as error:
+            trace.ended(error, raised=True)
+            raise
+        self._trace = trace
+        trace.entered(self)
+        return self
+
+    async def _enter(self) -> Self:
         outer = self._open_outer()
         if outer is not None and not self._independent:
             await self._join(outer)
@@ -304,6 +324,7 @@ class UnitOfWork:
             session = self._sessionmaker()
         tx = TransactionState(read_only=self._read_only, forbid_commit=self._forbid_commit)
         tx.shares_connection = not isinstance(bind, AsyncEngine)
+        tx.name = self.name  # query tags read it from the connection, flushes at commit too
         session.sync_session.info.update(self._session_info)
         session.sync_session.info[TX_KEY] = tx
         try:
@@ -325,6 +346,18 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        trace, self._trace = self._trace, None
+        if trace is None:
+            await self._exit(exc_type)
+            return
+        try:
+            await self._exit(exc_type)
+        except BaseException as error:
+            trace.ended(error, raised=True)
+            raise
+        trace.ended(exc, raised=False)
+
+    async def _exit(self, exc_type: type[BaseException] | None) -> None:
         session, tx = self.session, self._tx
         assert tx is not None
         self._phase = _Phase.ENDED

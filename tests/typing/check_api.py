@@ -22,6 +22,7 @@ from herorepo import (
     LazyLoadError,
     Page,
     PoolStats,
+    QueryTags,
     ReadOnlyTransactionError,
     Replicas,
     Repository,
@@ -182,6 +183,14 @@ async def check_scaling_out() -> None:
     async with db.unit_of_work(read_only=True) as uow:
         assert_type(uow, UnitOfWork)
     assert_type(EngineConfig(pgbouncer=True).pgbouncer, bool)
+
+
+def check_query_tags() -> None:
+    tags = QueryTags(application="billing", route=False)
+    assert_type(tags.application, str | None)
+    assert_type(tags.route, bool)
+    assert_type(tags.unit_of_work, bool)
+    assert_type(EngineConfig(query_tags=tags).query_tags, QueryTags | None)
 
 
 def check_errors(after: AfterCommitError, read_only: ReadOnlyTransactionError) -> None:

@@ -80,6 +80,7 @@ from .._errors import (
 )
 from .._filters import FilterQuery, FilterSet
 from .._policies import tenant
+from .._query_tags import reset_route, set_route
 from .._repository import Repository
 from .._unit_of_work import UnitOfWork
 from ._filter_params import PAGING_ONLY, query_parameters
@@ -211,9 +212,28 @@ def get_database(connection: HTTPConnection) -> Database:
     return database
 
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
+async def _request_database(
+    connection: HTTPConnection, database: Annotated[Database, Depends(get_database)]
+) -> AsyncIterator[Database]:
+    """The app's database; with query tags, the request's statements carry its route template."""
+    tags = database.config.query_tags
+    route = connection.scope.get("route") if tags is not None and tags.route else None
+    # The template (/heroes/{hero_id}), never the URL: one statement text per route.
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):
+        yield database
+        return
+    token = set_route(template)
+    try:
+        yield database
+    finally:
+        reset_route(token)
+
+
+DatabaseDep = Annotated[Database, Depends(_request_database)]
 """The app's :class:`~herorepo.Database`; pass it to background tasks, which need their own
-session."""
+session. With ``EngineConfig(query_tags=...)``, statements the request sends are tagged with its
+route's path template (the session, unit of work and repository dependencies take this one)."""
 
 
 def request_tenant(connection: HTTPConnection) -> object:
