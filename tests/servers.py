@@ -400,6 +400,7 @@ class MariaDBServer(ThrowAwayServer):
                     install,
                     "--no-defaults",
                     f"--datadir={server.data}",
+                    f"--tmpdir={server.directory}",
                     *(["--user=root"] if _is_root() else []),
                     "--auth-root-authentication-method=normal",  # root, empty password
                     "--skip-test-db",
@@ -438,6 +439,9 @@ class MariaDBServer(ThrowAwayServer):
             self.daemon,
             "--no-defaults",
             f"--datadir={self.data}",
+            # Its own: a starting mariadbd deletes the #sql temporary files it finds in its tmpdir,
+            # including those of other servers running beside it (/tmp by default).
+            f"--tmpdir={self.directory}",
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
             f"--socket={self.directory / 'mysqld.sock'}",
