@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, event, insert, text
@@ -39,13 +36,21 @@ from sqlmodel import Field, SQLModel
 
 from herorepo import AuditColumns, Database, NotFoundError, Repository, SoftDelete, TenantScope
 
-from . import environment
-from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
+from .environment import BACKEND_NAMES
 from .runner import summarize
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results" / "policies.json"
-MARKDOWN = ROOT / "docs" / "benchmarks.md"
+from .sections import (
+    DASH,
+    TIMES,
+    Section,
+    fmt,
+    interleaved,
+    last_run,
+    log,
+    op_sizes,
+    paired,
+    server_version,
+    shown_backends,
+)
 
 TENANTS = 10
 ROWS_PER_TENANT = 1_000
@@ -308,17 +313,6 @@ def ops(scale: float) -> list[Op]:
 # --- running -------------------------------------------------------------------------------------
 
 
-def paired(mine: list[float], base: list[float]) -> tuple[float, float, float]:
-    """The median of the rounds' ratios ``mine / base``, and its interquartile range.
-
-    Both ran in the same rounds, op by op in turn, so a round's ratio cancels the drift of a
-    shared machine that the two medians alone would keep.
-    """
-    ratios = [a / b for a, b in zip(mine, base, strict=True)]
-    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return median, q1, q3
-
-
 async def _batch(way: Way, op: Op, args: list[Args]) -> float:
     method = getattr(way, op.key)
     gc.collect()
@@ -326,23 +320,6 @@ async def _batch(way: Way, op: Op, args: list[Args]) -> float:
     for arg in args:
         await method(*arg)
     return (time.perf_counter() - start) / len(args)
-
-
-async def _round(ways: list[Way], op: Op, steps: list[Step]) -> dict[str, float]:
-    """One round: each op goes to every way in turn, in the order of ``ways``.
-
-    Interleaved op by op rather than batch by batch: a burst of other work on the shared
-    machine then lands on all the ways alike, and the round's ratios keep little of it.
-    """
-    spent = dict.fromkeys((way.key for way in ways), 0.0)
-    methods = [(way.key, getattr(way, op.key)) for way in ways]
-    gc.collect()
-    for step in steps:
-        for (key, method), arg in zip(methods, step, strict=True):
-            start = time.perf_counter()
-            await method(*arg)
-            spent[key] += time.perf_counter() - start
-    return {key: total / len(steps) for key, total in spent.items()}
 
 
 async def _check(backend: str, ways: list[Way], rows_db: Database) -> list[str]:
@@ -426,17 +403,6 @@ async def _setup(url: str, metadata: MetaData, model: Any) -> Database:
     return db
 
 
-async def _server(db: Database) -> str:
-    query = {
-        "postgresql": "SHOW server_version",
-        "mysql": "SELECT VERSION()",
-        "sqlite": "SELECT sqlite_version()",
-    }[db.engine.dialect.name]
-    async with db.engine.connect() as conn:
-        version = str((await conn.execute(text(query))).scalar_one())
-    return version.split(" (")[0].split("-")[0]
-
-
 async def run_backend(
     backend: str, url: str, scale: float, seed: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -444,7 +410,7 @@ async def run_backend(
     one, many = _models(0), _models(EXTRA_MODELS)
     setup = await _setup(url, many.metadata, many.model)  # bench_pol_thing, the extras' tables
     out: dict[str, Any] = {
-        "server": await _server(setup),
+        "server": await server_version(setup),
         "scoped_models": {"policies_1": one.scoped, "policies_many": many.scoped},
         "ops": {},
         "problems": [],
@@ -484,7 +450,7 @@ async def run_backend(
                 steps = op.make_args(op.ops, len(ways), random.Random(seed * 1000 + round_no))
                 order = list(ways)
                 rng.shuffle(order)
-                for key, sample in (await _round(order, op, steps)).items():
+                for key, sample in (await interleaved(order, op.key, steps)).items():
                     samples[key].append(sample)
             results = {}
             for way in ways:
@@ -604,15 +570,7 @@ def breakdown(reg: Registry, ops: int = 300, rounds: int = 15) -> dict[str, Any]
 # --- the report section --------------------------------------------------------------------------
 
 
-TIMES = "\u00d7"
-DASH = "\u2013"
-BEGIN_MARK = "<!-- policies: written by `python -m benchmarks policies`; rerun it, do not edit -->"
-END_MARK = "<!-- /policies -->"
 WAY_LABELS = {"by_hand": "filters by hand", "no_filters": "no filters"}
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} µs" if seconds < 0.001 else f"{seconds * 1e3:.2f} ms"
 
 
 def _paired(op: dict[str, Any], key: str, base: str) -> tuple[float, float, float]:
@@ -640,7 +598,7 @@ def _cases(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ratio_table(results: dict[str, Any], base: str, judge: bool) -> list[str]:
-    backends = [b for b in BACKENDS if b in results["backends"]]
+    backends = shown_backends(results)
     first = results["backends"][backends[0]]
     lines = [
         "| op | registry | " + " | ".join(BACKEND_NAMES[b] for b in backends) + " |",
@@ -654,7 +612,7 @@ def _ratio_table(results: dict[str, Any], base: str, judge: bool) -> list[str]:
 
 
 def _times_table(results: dict[str, Any]) -> list[str]:
-    backends = [b for b in BACKENDS if b in results["backends"]]
+    backends = shown_backends(results)
     first = results["backends"][backends[0]]
     ways = ["policies_1", "policies_many", "by_hand", "no_filters"]
     heads = [
@@ -670,7 +628,7 @@ def _times_table(results: dict[str, Any]) -> list[str]:
     for b in backends:
         for op in results["backends"][b]["ops"].values():
             cells = [
-                f"{_fmt(op['results'][w]['median'])} · {op['results'][w]['statements']}"
+                f"{fmt(op['results'][w]['median'])} · {op['results'][w]['statements']}"
                 for w in ways
             ]
             lines.append(f"| {BACKEND_NAMES[b]} | {op['label']} | " + " | ".join(cells) + " |")
@@ -713,7 +671,7 @@ def _breakdown_table(cpu: list[dict[str, Any]]) -> list[str]:
 
 def _verdicts(results: dict[str, Any]) -> list[str]:
     """Say, per registry size, where the goal is met and where it is missed, by how much."""
-    backends = [b for b in BACKENDS if b in results["backends"]]
+    backends = shown_backends(results)
     first = results["backends"][backends[0]]
     lines = []
     for way in ("policies_1", "policies_many"):
@@ -793,17 +751,9 @@ def _why(results: dict[str, Any]) -> list[str]:
 def render_section(results: dict[str, Any]) -> list[str]:
     """The policies section of docs/benchmarks.md, between its markers."""
     meta = results["meta"]
-    backends = [b for b in BACKENDS if b in results["backends"]]
+    backends = shown_backends(results)
     first = results["backends"][backends[0]]
-    servers = ", ".join(
-        f"{BACKEND_NAMES[b]} {results['backends'][b]['server']} ({DRIVERS[b]})" for b in backends
-    )
-    op_sizes = "; ".join(
-        f"{op['label']}: {op['ops']} ops a round, {op['rounds']} rounds"
-        for op in first["ops"].values()
-    )
     lines = [
-        BEGIN_MARK,
         "",
         "## Policies",
         "",
@@ -835,11 +785,10 @@ def render_section(results: dict[str, Any]) -> list[str]:
         "sqlite` for one backend); it takes the benchmarks' lock, and creates and drops its "
         "own `bench_pol_*` tables.",
         "",
-        f"Last run: {meta['date']}, `{meta['command']}`, {meta['seconds'] / 60:.1f} minutes, "
-        f"herorepo from {meta['herorepo_source']}; {servers}. Each ratio is the median of the "
-        "rounds' ratios, with their interquartile range in brackets († marks a range that "
-        f"straddles {GOAL:.2f}{TIMES}). In a round, each op's arguments go to the four ways in "
-        f"turn, in an order shuffled for each round ({op_sizes}), so that a burst of other "
+        f"{last_run(results)} Each ratio is the median of the rounds' ratios, with their "
+        "interquartile range in brackets († marks a range that straddles "
+        f"{GOAL:.2f}{TIMES}). In a round, each op's arguments go to the four ways in turn, in "
+        f"an order shuffled for each round ({op_sizes(first['ops'])}), so that a burst of other "
         "work on the shared machine lands on all four alike.",
         "",
         f"Time with the policies {TIMES} the same call with the filters by hand (above "
@@ -878,95 +827,42 @@ def render_section(results: dict[str, Any]) -> list[str]:
     problems = [f"{b}: {p}" for b in backends for p in results["backends"][b]["problems"]]
     if problems:
         lines += ["Checks that failed in this run:", "", *[f"- {p}" for p in problems], ""]
-    return [*lines, END_MARK]
+    return lines
 
 
-def write_section(results: dict[str, Any], markdown: Path) -> None:
-    """Put the section in ``markdown`` in place of the old one (at the end if there is none)."""
-    section = "\n".join(render_section(results))
-    page = markdown.read_text() if markdown.exists() else ""
-    if BEGIN_MARK in page and END_MARK in page:
-        head, rest = page.split(BEGIN_MARK, 1)
-        page = head + section + rest.split(END_MARK, 1)[1]
-    else:
-        page = page.rstrip() + "\n\n" + section + "\n"
-    markdown.write_text(page)
-
-
-def stored_section() -> list[str]:
-    """The section from the stored results, for the full report (nothing when none stored)."""
-    if not RESULTS.exists():
-        return []
-    return render_section(json.loads(RESULTS.read_text()))
+SECTION = Section("policies", render_section)
 
 
 # --- the command ---------------------------------------------------------------------------------
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "policies", help="time the policies against the same calls with filters by hand"
+    return SECTION.add_parser(
+        sub, help="time the policies against the same calls with filters by hand", seed=13
     )
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--scale", type=float, default=1.0, help="ops and rounds factor")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--json", default=str(RESULTS), help="where the results are saved")
-    parser.add_argument("--markdown", default=str(MARKDOWN))
-    parser.add_argument("--no-report", action="store_true", help="write neither JSON nor docs/")
-    parser.add_argument("--render", metavar="JSON", help="only rewrite the section from JSON")
-    return parser
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.render:
-        write_section(json.loads(Path(args.render).read_text()), Path(args.markdown))
-        _log(f"wrote the policies section of {args.markdown}")
-        return 0
-    environment.take_run_lock(_log)
-    started = time.perf_counter()
+def _measure(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     backends: dict[str, Any] = {}
 
     async def run_all() -> None:
-        with tempfile.TemporaryDirectory(prefix="herorepo-bench-") as sqlite_dir:
-            for backend in args.backends.split(","):
-                url, _ = environment.backend_url(backend, sqlite_dir)
-                backends[backend] = await run_backend(backend, url, args.scale, args.seed, _log)
-                _log(f"[{backend}] done in {backends[backend]['seconds']:.0f}s")
+        for backend, url in urls.items():
+            backends[backend] = await run_backend(backend, url, args.scale, args.seed, log)
+            log(f"[{backend}] done in {backends[backend]['seconds']:.0f}s")
 
     asyncio.run(run_all())
-    _log("cpu per statement: measuring")
+    log("cpu per statement: measuring")
     cpu = [breakdown(_models(0)), breakdown(_models(EXTRA_MODELS))]
     for c in cpu:
-        _log(
+        log(
             f"cpu, {c['scoped_models']} scoped models: +{(c['scoped'] - c['plain']) * 1e6:.0f} "
             f"µs per statement (hook {c['hook'] * 1e6:.0f}, options' cache key "
             f"{(c['key_options'] - c['key']) * 1e6:.0f})"
         )
-    results = {
-        "meta": {
-            "command": args.command_line,
-            "machine": environment.machine(),
-            "versions": environment.versions(),
-            "herorepo_source": environment.herorepo_source(),
-            "date": time.strftime("%Y-%m-%d"),
-            "seconds": time.perf_counter() - started,
-            "rows": TENANTS * ROWS_PER_TENANT,
-            "tenants": TENANTS,
-        },
-        "backends": backends,
-        "cpu": cpu,
-    }
-    if not args.no_report:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-        write_section(results, Path(args.markdown))
-        _log(f"wrote {args.json} and the policies section of {args.markdown}")
-    problems = [p for b in backends.values() for p in b["problems"]]
-    for problem in problems:
-        _log(f"CHECK FAILED: {problem}")
-    _log(f"total {time.perf_counter() - started:.0f}s")
-    return 1 if problems else 0
+    # Meta first in the JSON; Section.main puts the run's command, machine and time in it.
+    meta = {"rows": TENANTS * ROWS_PER_TENANT, "tenants": TENANTS}
+    return {"meta": meta, "backends": backends, "cpu": cpu}
+
+
+def main(args: argparse.Namespace) -> int:
+    return SECTION.main(args, _measure)

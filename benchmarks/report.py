@@ -1,6 +1,7 @@
 """Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart).
 
-The page ends with the policies' section, rendered by :mod:`.policies` from its stored results.
+The page ends with the policies' and the telemetry sections, rendered by :mod:`.policies` and
+:mod:`.telemetry` from their stored results.
 """
 
 from __future__ import annotations
@@ -8,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import policies, telemetry
 from .contenders import ORDER
 from .contenders.base import PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
-from .policies import stored_section
 from .runner import NOISY
-from .telemetry import stored_section as telemetry_section
 
 LABELS = {
     "raw": "raw driver",
@@ -522,10 +522,13 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
         if name in results["backends"]:
             lines += _backend_section(name, results["backends"][name], results)
     lines += _import_section(results.get("import_time"))
-    # The policies' section has a run of its own (python -m benchmarks policies); the page keeps
-    # it, rendered from the results that run stored.
-    lines += stored_section()
-    lines += telemetry_section()  # the same for telemetry (python -m benchmarks telemetry)
+    # The policies' and telemetry's sections have runs of their own (python -m benchmarks
+    # policies, ... telemetry); the page keeps them, rendered from the results those runs stored.
+    for section in (policies.SECTION, telemetry.SECTION):
+        stored = section.stored()
+        if stored and lines[-1] != "":
+            lines.append("")  # a blank line before the section's marker
+        lines += stored
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines).rstrip() + "\n")
     write_chart(results, chart)

@@ -29,40 +29,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import gc
-import json
 import random
 import statistics
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from herorepo import Database, Telemetry
 
-from . import environment
-from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
+from .environment import BACKEND_NAMES
 from .runner import summarize
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results" / "telemetry.json"
-MARKDOWN = ROOT / "docs" / "benchmarks.md"
+from .sections import (
+    DASH,
+    TIMES,
+    Section,
+    fmt,
+    interleaved,
+    last_run,
+    log,
+    op_sizes,
+    paired,
+    server_version,
+    shown_backends,
+)
 
 ROWS = 1_000
 PAGE = 100
 GOAL = 1.02
-TIMES = "\u00d7"
-DASH = "\u2013"
-BEGIN_MARK = (
-    "<!-- telemetry: written by `python -m benchmarks telemetry`; rerun it, do not edit -->"
-)
-END_MARK = "<!-- /telemetry -->"
 LATER = ("none", "api", "sdk")  # the second phase's ways
 LABELS = {"none": "none", "again": "none again", "off": "off", "api": "API only", "sdk": "SDK"}
 
@@ -143,25 +141,6 @@ def ops(scale: float, rounds: int) -> list[Op]:
     ]
 
 
-def paired(mine: Sequence[float], base: Sequence[float]) -> tuple[float, float, float]:
-    """The median of the rounds' ratios ``mine / base``, and its interquartile range."""
-    ratios = [a / b for a, b in zip(mine, base, strict=True)]
-    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return median, q1, q3
-
-
-async def _round(ways: list[Way], op: Op, args: list[int]) -> dict[str, float]:
-    spent = dict.fromkeys((w.key for w in ways), 0.0)
-    methods = [(w.key, getattr(w, op.key)) for w in ways]
-    gc.collect()
-    for arg in args:
-        for key, method in methods:
-            start = time.perf_counter()
-            await method(arg)
-            spent[key] += time.perf_counter() - start
-    return {key: total / len(args) for key, total in spent.items()}
-
-
 async def _phase(
     ways: list[Way], scale: float, rounds: int, seed: int, log: Callable[[str], None]
 ) -> Any:
@@ -174,10 +153,10 @@ async def _phase(
         samples: dict[str, list[float]] = {w.key: [] for w in ways}
         for round_no in range(op.rounds):
             round_rng = random.Random(seed * 1000 + round_no)
-            args = [op.make_arg(round_rng) for _ in range(op.ops)]
+            steps = [[(op.make_arg(round_rng),)] * len(ways) for _ in range(op.ops)]
             order = list(ways)
             rng.shuffle(order)
-            for key, sample in (await _round(order, op, args)).items():
+            for key, sample in (await interleaved(order, op.key, steps)).items():
                 samples[key].append(sample)
         out[op.key] = {
             "label": op.label,
@@ -232,14 +211,7 @@ async def _setup(url: str) -> tuple[Database, str]:
     async with db.engine.begin() as conn:
         rows = [{"id": i, "name": f"thing-{i:05d}", "value": i % 100} for i in range(1, ROWS + 1)]
         await conn.execute(insert(Thing), rows)
-    query = {
-        "postgresql": "SHOW server_version",
-        "mysql": "SELECT VERSION()",
-        "sqlite": "SELECT sqlite_version()",
-    }[db.engine.dialect.name]
-    async with db.engine.connect() as conn:
-        version = str((await conn.execute(text(query))).scalar_one())
-    return db, version.split(" (")[0].split("-")[0]
+    return db, await server_version(db)
 
 
 async def run_all(
@@ -281,10 +253,6 @@ async def run_all(
 # --- the report section ----------------------------------------------------------------------
 
 
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} µs" if seconds < 0.001 else f"{seconds * 1e3:.2f} ms"
-
-
 def _cell(phase: dict[str, Any], op: str, way: str, judge: bool) -> str:
     results = phase[op]["results"]
     median, q1, q3 = paired(results[way]["samples"], results["none"]["samples"])
@@ -295,14 +263,10 @@ def _cell(phase: dict[str, Any], op: str, way: str, judge: bool) -> str:
 
 
 def render_section(results: dict[str, Any]) -> list[str]:
-    meta = results["meta"]
-    names = [b for b in BACKENDS if b in results["backends"]]
+    """The telemetry section of docs/benchmarks.md, between its markers."""
+    names = shown_backends(results)
     data = results["backends"]
     first = data[names[0]]["pristine"]
-    servers = ", ".join(f"{BACKEND_NAMES[b]} {data[b]['server']} ({DRIVERS[b]})" for b in names)
-    sizes = "; ".join(
-        f"{o['label']}: {o['ops']} ops a round, {o['rounds']} rounds" for o in first.values()
-    )
     head = "| op | telemetry | " + " | ".join(BACKEND_NAMES[b] for b in names) + " |"
     rule = "|---|---|" + "---:|" * len(names)
     ratios = [head, rule]
@@ -330,7 +294,7 @@ def render_section(results: dict[str, Any]) -> list[str]:
             cells = [first_phase["none"], first_phase["off"], *(second[k] for k in LATER)]
             times.append(
                 f"| {BACKEND_NAMES[b]} | {first[op]['label']} | "
-                + " | ".join(_fmt(c["median"]) for c in cells)
+                + " | ".join(fmt(c["median"]) for c in cells)
                 + " |"
             )
     through = []
@@ -343,9 +307,9 @@ def render_section(results: dict[str, Any]) -> list[str]:
     missed = []
     for b in names:
         for found in data[b]["pristine"].values():
-            results = found["results"]
-            off = paired(results["off"]["samples"], results["none"]["samples"])[0]
-            again = paired(results["again"]["samples"], results["none"]["samples"])[0]
+            timed = found["results"]
+            off = paired(timed["off"]["samples"], timed["none"]["samples"])[0]
+            again = paired(timed["again"]["samples"], timed["none"]["samples"])[0]
             if off > GOAL:
                 missed.append(
                     f"{BACKEND_NAMES[b]} {found['label']} ({off:.3f}{TIMES}, where none again "
@@ -359,7 +323,6 @@ def render_section(results: dict[str, Any]) -> list[str]:
         "wrapper): its code path is none's, so a miss within the range of none again is noise."
     )
     return [
-        BEGIN_MARK,
         "",
         "## Telemetry",
         "",
@@ -380,10 +343,9 @@ def render_section(results: dict[str, Any]) -> list[str]:
         "unit-of-work span, a repository-call span and a span per statement, and the pool and "
         "statement metrics.",
         "",
-        f"Last run: {meta['date']}, `{meta['command']}`, {meta['seconds'] / 60:.1f} minutes, "
-        f"herorepo from {meta['herorepo_source']}; {servers}. Each ratio is the median of the "
-        "rounds' ratios, with their interquartile range in brackets; in a round each op's "
-        f"arguments go to every way in turn, in an order shuffled for each round ({sizes}). "
+        f"{last_run(results)} Each ratio is the median of the rounds' ratios, with their "
+        "interquartile range in brackets; in a round each op's arguments go to every way in "
+        f"turn, in an order shuffled for each round ({op_sizes(first)}). "
         "Off is timed against none in a process where no database ever traced; API only and SDK "
         "afterwards, against none in the same process.",
         "",
@@ -404,73 +366,24 @@ def render_section(results: dict[str, Any]) -> list[str]:
         "the wrapper and without it, in alternating batches (the best batch of each): "
         f"{'; '.join(through)}.",
         "",
-        END_MARK,
     ]
 
 
-def write_section(results: dict[str, Any], markdown: Path) -> None:
-    section = "\n".join(render_section(results))
-    page = markdown.read_text() if markdown.exists() else ""
-    if BEGIN_MARK in page and END_MARK in page:
-        head, rest = page.split(BEGIN_MARK, 1)
-        page = head + section + rest.split(END_MARK, 1)[1]
-    else:
-        page = page.rstrip() + "\n\n" + section + "\n"
-    markdown.write_text(page)
-
-
-def stored_section() -> list[str]:
-    """The section from the stored results, for the full report (nothing when none stored)."""
-    if not RESULTS.exists():
-        return []
-    return ["", *render_section(json.loads(RESULTS.read_text()))]
+SECTION = Section("telemetry", render_section)
 
 
 # --- the command -------------------------------------------------------------------------------
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "telemetry", help="time telemetry off, API only and SDK against no telemetry"
+    return SECTION.add_parser(
+        sub, help="time telemetry off, API only and SDK against no telemetry", seed=17
     )
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--scale", type=float, default=1.0, help="ops and rounds factor")
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--json", default=str(RESULTS), help="where the results are saved")
-    parser.add_argument("--markdown", default=str(MARKDOWN))
-    parser.add_argument("--no-report", action="store_true", help="write neither JSON nor docs/")
-    parser.add_argument("--render", metavar="JSON", help="only rewrite the section from JSON")
-    return parser
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
+def _measure(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
+    return {"backends": asyncio.run(run_all(urls, args.scale, args.seed, log))}
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.render:
-        write_section(json.loads(Path(args.render).read_text()), Path(args.markdown))
-        _log(f"wrote the telemetry section of {args.markdown}")
-        return 0
-    environment.take_run_lock(_log)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="herorepo-bench-") as sqlite_dir:
-        urls = {b: environment.backend_url(b, sqlite_dir)[0] for b in args.backends.split(",")}
-        results: dict[str, Any] = {
-            "backends": asyncio.run(run_all(urls, args.scale, args.seed, _log))
-        }
-    results["meta"] = {
-        "command": args.command_line,
-        "machine": environment.machine(),
-        "versions": environment.versions(),
-        "herorepo_source": environment.herorepo_source(),
-        "date": time.strftime("%Y-%m-%d"),
-        "seconds": time.perf_counter() - started,
-    }
-    if not args.no_report:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-        write_section(results, Path(args.markdown))
-        _log(f"wrote {args.json} and the telemetry section of {args.markdown}")
-    _log(f"total {time.perf_counter() - started:.0f}s")
-    return 0
+    return SECTION.main(args, _measure)
