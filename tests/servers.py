@@ -13,7 +13,8 @@ a teardown never ran). Every wait is bounded.
   password, as on the shared server.
 
 Fixtures (registered by tests/conftest.py): ``throwaway_postgres`` and ``throwaway_mariadb``, one
-server each per session, and ``throwaway_server``, parametrized over both. Missing binaries skip
+server each per session, and ``throwaway_server``, parametrized over both; ``failover_pairs`` makes
+a fresh :class:`FailoverPair` (a primary and a standby to promote) per call. Missing binaries skip
 the test with the reason, unless HEROREPO_REQUIRE_BACKENDS lists the backend: then they fail it.
 """
 
@@ -29,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -281,6 +282,23 @@ class PostgresServer(ThrowAwayServer):
             raise
         return replica
 
+    def promote(self) -> None:
+        """Make this streaming replica a primary (``pg_ctl promote``); return once it is one."""
+        _run(
+            [
+                *self.prefix,
+                str(self.bin / "pg_ctl"),
+                "promote",
+                "-D",
+                str(self.data),
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+            ],
+            timeout=START_TIMEOUT + 10,
+            log=self.log,
+        )
+
     def _append_settings(self, settings: Mapping[str, str]) -> None:
         lines = "".join(f"{name} = {value}\n" for name, value in settings.items())
         conf = self.data / "postgresql.conf"
@@ -365,6 +383,51 @@ class PostgresServer(ThrowAwayServer):
         except ServerError:
             _kill_and_wait(pid)  # the last resort: its backends exit when the postmaster dies
             raise
+
+
+class FailoverPair:
+    """A primary and a streaming standby of it, for one test to fail over (never shared).
+
+    With ``synchronous=True`` the primary acknowledges a COMMIT only once the standby has
+    flushed it (``synchronous_standby_names = '*'``, set after the standby is up: the primary
+    would wait for one before that). Promoting the standby leaves it without a standby of its
+    own, as after a real failover.
+    """
+
+    def __init__(self, *, synchronous: bool) -> None:
+        self.primary = PostgresServer.create()
+        try:
+            self.standby = self.primary.create_replica()
+            if synchronous:
+                self.primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                self.primary.psql("SELECT pg_reload_conf()")
+                self._wait_for_sync_standby()
+        except BaseException:
+            self.primary.close()
+            raise
+        self.synchronous = synchronous
+
+    def _wait_for_sync_standby(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.primary.psql("SELECT sync_state FROM pg_stat_replication") == "sync":
+                return
+            time.sleep(0.05)
+        raise ServerError(f"the standby did not become synchronous in {START_TIMEOUT:g} s")
+
+    @property
+    def url(self) -> str:
+        """The ``test`` database through both hosts, the primary first."""
+        return (
+            "postgresql+asyncpg://postgres@/test"
+            f"?host=127.0.0.1:{self.primary.port}&host=127.0.0.1:{self.standby.port}"
+        )
+
+    def close(self) -> None:
+        try:
+            self.standby.close()
+        finally:
+            self.primary.close()
 
 
 # --- MariaDB -------------------------------------------------------------------------------------
@@ -673,6 +736,27 @@ def replicated_postgres() -> Iterator[tuple[PostgresServer, PostgresServer]]:
             replica.close()
     finally:
         primary.close()
+
+
+@pytest.fixture
+def failover_pairs() -> Iterator[Callable[..., FailoverPair]]:
+    """Make :class:`FailoverPair` objects (``failover_pairs(synchronous=True)``), each fresh:
+    a failover changes the topology for good. All are removed when the test ends."""
+    made: list[FailoverPair] = []
+
+    def make(*, synchronous: bool) -> FailoverPair:
+        try:
+            pair = FailoverPair(synchronous=synchronous)
+        except ServerUnavailable as exc:
+            skip_or_fail("postgres", str(exc))
+        made.append(pair)
+        return pair
+
+    try:
+        yield make
+    finally:
+        for pair in made:
+            pair.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from ._engine import create_sessionmaker as create_sessionmaker
 from ._errors import AfterCommitError as AfterCommitError
 from ._errors import CannotConnectError as CannotConnectError
 from ._errors import CheckViolationError as CheckViolationError
+from ._errors import CommitInterruptedError as CommitInterruptedError
 from ._errors import ConcurrentUpdateError as ConcurrentUpdateError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ConflictError as ConflictError
@@ -72,6 +73,7 @@ __all__ = [
     "AuditColumns",
     "CannotConnectError",
     "CheckViolationError",
+    "CommitInterruptedError",
     "ConcurrentUpdateError",
     "ConfigurationError",
     "ConflictError",

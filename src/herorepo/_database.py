@@ -151,7 +151,8 @@ class Database:
         replica_config = replace(self.config, pool_ping_idle=0)
         engines: list[Replica] = []
         for url in replicas.urls:
-            resolved, backend = resolve_url(url)
+            # Several hosts: the first standby among them, else whichever answers.
+            resolved, backend = resolve_url(url, target_session_attrs="prefer-standby")
             if backend != "postgresql":
                 raise ConfigurationError(
                     f"The replica {redact(resolved)!r} is not a PostgreSQL URL; replicas must be "
@@ -275,7 +276,9 @@ class Database:
         ``work`` gets a fresh unit of work on every attempt, which commits when it returns.
         A deadlock, serialization failure, lock timeout or SQLite busy error rolls the attempt
         back and, after an exponential backoff with jitter, runs ``work`` again. Keep side
-        effects other than database writes out of ``work``: they would repeat too.
+        effects other than database writes out of ``work``: they would repeat too. When the
+        connection is lost during COMMIT, herorepo asks the server whether it committed: if it
+        did, this returns; if not, ``work`` runs again (docs/reliability.md, "Commit outcome").
 
         ::
 
@@ -299,6 +302,8 @@ class Database:
             RetriesExhaustedError: every attempt failed transiently (``__cause__`` is the last);
                 none of them committed anything.
             TransactionError: ``work`` called ``uow.commit()``.
+            CommitInterruptedError: the connection was lost during COMMIT, and whether it
+                committed could not be found out (``committed is None``).
         """
         label = name if name is not None else getattr(work, "__qualname__", None)
         return await run_with_retries(

@@ -53,8 +53,10 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
+from ._commit_outcome import install_commit_markers
 from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
+from ._hosts import no_host_fits
 from ._query_tags import QueryTags, install_query_tags
 from ._session import GuardedSession
 from ._slow_log import install_slow_statement_log
@@ -238,6 +240,12 @@ def _connection_lost_on_connect_failure(invoke: Any) -> Any:
                 f"Could not connect to the database server: {reason or exc}. Check the host and "
                 "port of the URL, and that the server is running."
             ) from exc
+        except Exception as exc:
+            # asyncpg with several hosts: each answered, and none was a primary (a failover).
+            refused = no_host_fits(exc.__cause__ or exc)
+            if refused is None:
+                raise
+            raise refused from exc
 
     return connect
 
@@ -351,6 +359,7 @@ def create_engine(
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
     if backend == "mysql":
         event.listen(engine.sync_engine, "connect", _make_mysql_strict)
+        install_commit_markers(engine.sync_engine)  # a lost COMMIT's outcome can be asked
         event.listen(engine.sync_engine, "begin", _begin_mysql_read_only)
     return engine
 

@@ -26,7 +26,8 @@
      ├─ RetriesExhaustedError      a retried unit of work kept failing; carries the last error
      ├─ ConcurrentUpdateError      optimistic locking: the row changed since it was read
      ├─ ConnectionLostError        the server could not be reached, or dropped the connection
-     │   └─ CannotConnectError     no connection at all: unreachable, or the login was refused
+     │   ├─ CannotConnectError     no connection at all: unreachable, or the login was refused
+     │   └─ CommitInterruptedError  lost during COMMIT: rolled back, or unknown (.committed)
      ├─ PoolTimeoutError           no pooled connection became free within pool_timeout
      ├─ StatementTimeoutError      the server cancelled a statement that ran too long
      ├─ TenantError                tenant scoping (TenantScope)
@@ -59,6 +60,7 @@ __all__ = [
     "AfterCommitError",
     "CannotConnectError",
     "CheckViolationError",
+    "CommitInterruptedError",
     "ConcurrentUpdateError",
     "ConfigurationError",
     "ConflictError",
@@ -336,8 +338,9 @@ class ConcurrentUpdateError(HeroRepoError):
 class ConnectionLostError(HeroRepoError):
     """The database server could not be reached, or closed the connection mid-transaction.
 
-    The transaction did not commit (if the loss happened during COMMIT, its outcome is unknown
-    to the client). The pool discards the broken connection; the next unit of work reconnects.
+    The transaction did not commit. (A loss during COMMIT raises
+    :class:`CommitInterruptedError`, which says what herorepo found out.) The pool discards the
+    broken connection; the next unit of work reconnects.
     """
 
 
@@ -348,8 +351,63 @@ class CannotConnectError(ConnectionLostError):
     unknown database, a SQLite file that cannot be opened), never the password. Also a
     :class:`ConnectionLostError`, so code that retries on a lost connection retries on this too.
 
+    Attributes:
+        refused: The server answered and turned this login or database down (or SQLite cannot
+            open the file): trying again will not help, and
+            :meth:`Database.run <herorepo.Database.run>` does not. False when the server could
+            not be reached, or took no connection just then (a failover, a restart, no slot).
+
     .. versionadded:: 0.1.0
     """
+
+    refused: bool = False
+
+
+class CommitInterruptedError(ConnectionLostError):
+    """The connection was lost during COMMIT, and the transaction did not commit, or may have.
+
+    herorepo asks the server on a new connection what became of the transaction (see
+    docs/reliability.md, "Commit outcome"). When it committed, nothing is raised: the unit of
+    work ends normally and its ``on_commit`` callbacks run. This error is raised otherwise:
+
+    * ``committed is False``: the server rolled the transaction back; nothing of it was saved
+      and it can never commit later. Running the work again is safe, and
+      :meth:`Database.run <herorepo.Database.run>` does.
+    * ``committed is None``: the server could not be asked (unreachable for the whole wait, or
+      the work ran where the outcome cannot be recorded). Check the data before running the
+      work again.
+
+    Attributes:
+        committed: ``False`` or ``None``, as above.
+        transaction_id: PostgreSQL's id of the transaction (``pg_xact_status()`` takes it), or
+            ``None``.
+        marker: On MySQL and MariaDB, ``"<connection_key>:<token>"``: the transaction committed
+            exactly when the row of ``herorepo_commit_markers`` with that key holds that token.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        *,
+        committed: bool | None,
+        detail: str,
+        transaction_id: int | None = None,
+        marker: str | None = None,
+    ) -> None:
+        if committed is False:
+            outcome = "the transaction did not commit"
+            advice = "nothing of it was saved, and running it again is safe"
+        else:
+            outcome = "whether the transaction committed is unknown"
+            advice = "check the data before running it again"
+        super().__init__(
+            f"The connection to the database was lost during COMMIT, and {outcome} ({detail}): "
+            f"{advice}."
+        )
+        self.committed = committed
+        self.transaction_id = transaction_id
+        self.marker = marker
 
 
 class PoolTimeoutError(HeroRepoError, SATimeoutError):

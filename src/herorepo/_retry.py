@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._errors import ConfigurationError, RetriesExhaustedError, TransientError
+from ._errors import (
+    CannotConnectError,
+    CommitInterruptedError,
+    ConfigurationError,
+    ConnectionLostError,
+    RetriesExhaustedError,
+    TransientError,
+)
 from ._unit_of_work import UnitOfWork, forbid_intermediate_commits
 
 T = TypeVar("T")
@@ -26,7 +33,15 @@ class RetryPolicy:
         base_delay: Seconds before the second run; doubled for each further run.
         max_delay: The longest wait between runs.
         retry_on: Errors that trigger another run. Only errors after which a fresh run is safe
-            belong here: a ``ConnectionLostError`` during COMMIT leaves the outcome unknown.
+            belong here. A :class:`~herorepo.CommitInterruptedError` with ``committed=False``
+            (the connection was lost during COMMIT, and the server rolled back) is always
+            retried; one with ``committed=None`` (outcome unknown) only if listed here. Any
+            other :class:`~herorepo.ConnectionLostError` (:class:`~herorepo.CannotConnectError`
+            included, unless its ``refused`` says the login itself was turned down) is always
+            retried too: the connection was lost, or never made, before COMMIT was sent, and
+            the server rolls back a transaction whose connection is gone.
+            To ride out a failover, give ``attempts`` and ``max_delay`` that add up to longer
+            than a promotion takes (docs/scaling-out.md).
 
     .. versionadded:: 0.1.0
     """
@@ -57,6 +72,7 @@ async def run_with_retries(
     policy: RetryPolicy,
 ) -> T:
     last: BaseException | None = None
+    caught: tuple[type[BaseException], ...] = (*policy.retry_on, ConnectionLostError)
     for attempt in range(1, policy.attempts + 1):
         # An attempt that committed part of its work could not be run again safely.
         unit = forbid_intermediate_commits(make_unit())
@@ -64,7 +80,9 @@ async def run_with_retries(
         try:
             async with unit as uow:
                 return await work(uow)
-        except policy.retry_on as error:
+        except caught as error:
+            if _not_retried(error, policy):
+                raise  # an interrupted COMMIT that may have committed
             if unit.joined:
                 raise  # part of an outer transaction: only the outermost can run it all again
             last = error
@@ -81,3 +99,16 @@ async def run_with_retries(
             await asyncio.sleep(pause)
     assert last is not None
     raise RetriesExhaustedError(policy.attempts, last) from last
+
+
+def _not_retried(error: BaseException, policy: RetryPolicy) -> bool:
+    # Retried whatever retry_on says, as nothing of it was saved: a COMMIT found rolled back,
+    # and a connection lost (or never made) before COMMIT was sent. A loss during COMMIT is
+    # always a CommitInterruptedError (see UnitOfWork._commit).
+    if isinstance(error, policy.retry_on):
+        return False
+    if isinstance(error, CommitInterruptedError):
+        return error.committed is not False
+    if isinstance(error, CannotConnectError):
+        return error.refused  # a wrong password or database stays wrong
+    return not isinstance(error, ConnectionLostError)

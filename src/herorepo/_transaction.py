@@ -125,6 +125,7 @@ class TransactionState:
         "shares_connection",
         "state",
         "whole",
+        "wrote",
     )
 
     def __init__(self, *, read_only: bool = False, forbid_commit: bool = False) -> None:
@@ -137,6 +138,7 @@ class TransactionState:
         self.failure: BaseException | None = None
         self.failed_at = 0  # savepoint depth of the failure
         self.whole = False  # no savepoint can undo the failure
+        self.wrote = False  # a statement that may write ran (what a lost COMMIT could lose)
         self._levels: list[SessionTransaction] = []  # the open savepoints, outermost first
         self._released: SessionTransaction | None = None  # the savepoint being released
         self._callbacks: list[list[Callback]] = [[]]  # one list per level, the outermost first
@@ -232,6 +234,7 @@ class TransactionState:
         self.failure = None
         self.failed_at = 0
         self.whole = False
+        self.wrote = False
         self._levels.clear()
         self._callbacks = [[]]
 
@@ -416,18 +419,35 @@ def _handle_error(context: ExceptionContext) -> None:
     state.fail(error, whole=context.statement is None)
 
 
+# Statements that do not write, by their first word; anything else is taken to write.
+_NOT_WRITES = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "SHOW", "BEGIN", "START")
+
+
 def _skip_futile_savepoint_rollback(cursor: Any, statement: str, *args: Any) -> bool:
     """``do_execute`` hook: skip ROLLBACK TO SAVEPOINT after a failure no savepoint can undo.
 
     After a deadlock MariaDB has rolled back the whole transaction, savepoints included, and the
     statement would fail with "SAVEPOINT does not exist", hiding the deadlock behind that error.
     The outermost unit of work rolls everything back instead (on every backend alike).
+
+    It also notes a statement that may write, for :mod:`herorepo._commit_outcome`.
     """
+    state: TransactionState | None = getattr(args[-1].root_connection, _ON_CONNECTION, None)
+    if state is None:
+        return False
+    if not state.wrote and not statement.lstrip()[:9].upper().startswith(_NOT_WRITES):
+        state.wrote = True
     if not statement.startswith("ROLLBACK TO SAVEPOINT"):
         return False
-    context = args[-1]
+    return state.whole and state.failure is not None
+
+
+def _note_write(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    """``do_executemany`` hook: a statement run for many rows writes."""
     state: TransactionState | None = getattr(context.root_connection, _ON_CONNECTION, None)
-    return state is not None and state.whole and state.failure is not None
+    if state is not None:
+        state.wrote = True
+    return False
 
 
 def _end_after_failed_commit(context: ExceptionContext) -> None:
@@ -459,3 +479,4 @@ def install_connection_hooks(engine: Engine) -> None:
     event.listen(engine, "handle_error", _handle_error)
     event.listen(engine, "do_execute_no_params", _skip_futile_savepoint_rollback)
     event.listen(engine, "do_execute", _skip_futile_savepoint_rollback)
+    event.listen(engine, "do_executemany", _note_write)

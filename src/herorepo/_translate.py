@@ -276,6 +276,8 @@ _PG_CONNECT: dict[str, str] = {
     "3D000": _NO_DATABASE,  # invalid_catalog_name
     "42501": _NO_ACCESS,  # insufficient_privilege (CONNECT revoked)
     "53300": "The server has no connection slot left (too many connections).",
+    # cannot_connect_now: starting up, shutting down, or a standby that takes no connections yet
+    "57P03": "The server does not accept connections yet (starting up or shutting down).",
 }
 _MYSQL_CONNECT: dict[int, str] = {
     1045: _LOGIN_REFUSED,  # access denied for user
@@ -304,7 +306,11 @@ def cannot_connect(dialect_name: str, orig: BaseException) -> CannotConnectError
             "SQLite cannot open the database file: check that its directory exists and can be "
             "written to."
         )
-    return CannotConnectError(reason) if reason else None
+    if reason is None:
+        return None
+    error = CannotConnectError(reason)
+    error.refused = reason in (_LOGIN_REFUSED, _NO_DATABASE, _NO_ACCESS) or dialect_name == "sqlite"
+    return error
 
 
 def classify(

@@ -26,8 +26,16 @@ from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
 
+from ._commit_outcome import probe_commit, settle_lost_commit
 from ._engine import READ_ONLY_OPTION, SQLITE_BEGIN_OPTION, engine_with_options
-from ._errors import AfterCommitError, ConcurrentUpdateError, ConfigurationError, TransactionError
+from ._errors import (
+    AfterCommitError,
+    CommitInterruptedError,
+    ConcurrentUpdateError,
+    ConfigurationError,
+    ConnectionLostError,
+    TransactionError,
+)
 from ._repository import Repository
 from ._telemetry import telemetry_of
 from ._transaction import NEEDS_ROLLBACK, TX_KEY, TransactionState
@@ -35,6 +43,7 @@ from ._url import is_sqlite_memory
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSessionTransaction, async_sessionmaker
+    from sqlalchemy.orm import Session
     from sqlmodel import SQLModel
     from sqlmodel.ext.asyncio.session import AsyncSession
     from typing_extensions import Self
@@ -471,13 +480,35 @@ class UnitOfWork:
         await _leave_savepoint(nested, tx, failed=False)
 
     async def _commit(self, session: AsyncSession) -> None:
+        tx = self._tx
+        assert tx is not None
         try:
-            await session.commit()
+            probe = await probe_commit(session, tx)  # what a lost COMMIT's outcome is asked with
+            try:
+                await session.commit()
+            except ConnectionLostError as lost:
+                if probe is None:
+                    raise
+                try:
+                    await settle_lost_commit(probe, lost)  # returns only if it committed
+                except CommitInterruptedError:
+                    await session.close()  # its connection is gone: nothing to roll back
+                    raise
+                tx.committed()
+                await session.run_sync(_end_committed)
         except PendingRollbackError as error:
             failure = self._tx.failure if self._tx is not None else None
             raise TransactionError(NEEDS_ROLLBACK) from (failure or error)
         except StaleDataError as error:
             raise ConcurrentUpdateError() from error
+
+
+def _end_committed(session: Session) -> None:
+    """End the session's transaction, found committed after its COMMIT's connection was lost,
+    as a commit does: objects keep their state (a rollback would expire them)."""
+    transaction = session.get_transaction()
+    if transaction is not None:
+        transaction.close()
 
 
 def forbid_intermediate_commits(unit: UnitOfWork) -> UnitOfWork:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ._errors import ConfigurationError
+from ._hosts import libpq_host_list, with_hosts
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
 
@@ -49,8 +50,18 @@ _DIALECTS: dict[str, Backend] = {
 
 
 def redact(url: URL) -> str:
-    """Render a URL with its password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
+    """Render a URL with its password replaced by ``***`` (a ``password=`` parameter's too).
+
+    A host list reads as written (``host=db-1:5432``), not percent-encoded.
+    """
+    hidden = "password" in url.query
+    if hidden:
+        url = url.difference_update_query(["password"])
+    text = url.render_as_string(hide_password=True)
+    if hidden:
+        text += f"{'&' if '?' in text else '?'}password=***"
+    base, mark, query = text.partition("?")
+    return base + mark + query.replace("%3A", ":").replace("%2C", ",")
 
 
 def parse_url(url: str | URL) -> URL:
@@ -64,7 +75,7 @@ def parse_url(url: str | URL) -> URL:
             f"{_DRIVERS['postgresql'].example!r} or 'sqlite+aiosqlite:///:memory:'."
         )
     try:
-        parsed = make_url(url.strip())
+        parsed = make_url(libpq_host_list(url.strip()) or url.strip())
     except (ArgumentError, ValueError):
         # The text may hold a password, so it is neither shown nor chained.
         raise ConfigurationError(
@@ -92,12 +103,15 @@ def _with_at_signs_in_password(parsed: URL) -> URL:
     return parsed.set(username=f"{parsed.username or ''}@{rest}", host=real_host)
 
 
-def resolve_url(url: str | URL) -> tuple[URL, Backend]:
+def resolve_url(url: str | URL, *, target_session_attrs: str = "read-write") -> tuple[URL, Backend]:
     """Return the async form of ``url`` and its backend, refusing unsupported drivers.
 
+    A PostgreSQL URL may list several hosts (see :mod:`herorepo._hosts`); it then gets
+    ``target_session_attrs`` unless it sets it.
+
     Raises:
-        ConfigurationError: the URL does not parse, names an unsupported database or driver, or
-            the driver package is not installed.
+        ConfigurationError: the URL does not parse, names an unsupported database or driver, lists
+            hosts wrongly, or the driver package is not installed.
     """
     parsed = parse_url(url)
     dialect, _, driver = parsed.drivername.partition("+")
@@ -117,6 +131,7 @@ def resolve_url(url: str | URL) -> tuple[URL, Backend]:
         )
     target = "mariadb" if dialect.lower() == "mariadb" else expected.backend
     parsed = parsed.set(drivername=f"{target}+{expected.module}")
+    parsed = with_hosts(parsed, backend, target_session_attrs=target_session_attrs)
     if importlib.util.find_spec(expected.module) is None:
         raise ConfigurationError(
             f"The {expected.module} driver for {redact(parsed)!r} is not installed. "

@@ -208,7 +208,9 @@ def run_block(block: Block, tmp_path: Path, database_url: str | None = None) -> 
 
 def _schema_objects(connection: Connection) -> list[str]:
     inspector = inspect(connection)
-    found = [f"table {name}" for name in inspector.get_table_names()]
+    # herorepo's own table of commit markers (MySQL/MariaDB), which it creates when it connects.
+    tables = [name for name in inspector.get_table_names() if name != "herorepo_commit_markers"]
+    found = [f"table {name}" for name in tables]
     if isinstance(inspector, PGInspector):  # objects that may outlive a table
         found += [f"sequence {name}" for name in inspector.get_sequence_names()]
         found += [f"type {enum['name']}" for enum in inspector.get_enums()]

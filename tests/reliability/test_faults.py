@@ -22,7 +22,7 @@ from herorepo import (
     UniqueViolationError,
 )
 
-from ..conftest import CONNECT_ARGS, backend_url, open_transactions
+from ..conftest import CONNECT_ARGS, backend_url, settled_open_transactions
 from ..integration.helpers import team_names
 from ..models import Hero, Team
 from .conftest import Figures, impatient_database
@@ -214,7 +214,7 @@ async def test_cancelling_a_slow_query_leaks_nothing(db: Database, figures: Figu
             await task
         figures.add("cancellations: during a slow query")
     assert db.pool_stats().checked_out == 0
-    assert await open_transactions(db) == 0
+    assert await settled_open_transactions(db) == 0
     assert await team_names(db) == []
     async with db.unit_of_work() as uow:  # the pool hands out clean connections
         assert await uow.repository(Team).count() == 0
@@ -247,7 +247,7 @@ async def test_cancelling_at_random_points_is_all_or_nothing(
     assert cancelled > 0
     figures.add("cancellations: at random points", cancelled)
     assert db.pool_stats().checked_out == 0
-    assert await open_transactions(db) == 0
+    assert await settled_open_transactions(db) == 0
     async with db.session() as session:
         teams = {t.name for t in await Repository(session, Team).list()}
         heroes = {h.name for h in await Repository(session, Hero).list()}
