@@ -74,6 +74,8 @@ RESOLVE_SECONDS = 15.0
 _MARKER_KEY = "herorepo_commit_marker_key"  # in a pooled connection's info: its row's key
 # Per dialect (an engine's, shared by its option engines): whether the marker table exists.
 _MARKERS_READY: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
+# Dialects (one per engine, shared with its option engines) of EngineConfig(commit_outcome=False).
+_NOT_RECORDED: weakref.WeakSet[object] = weakref.WeakSet()
 
 _CREATE_MARKERS = f"""
 CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (
@@ -134,6 +136,8 @@ async def probe_commit(session: AsyncSession, tx: TransactionState) -> CommitPro
         return None  # a test's outer transaction (no real COMMIT), or an outcome always known
     if not tx.wrote or tx.read_only:
         return CommitProbe(backend)  # nothing written: nothing a lost COMMIT could lose
+    if session.get_bind().dialect in _NOT_RECORDED:
+        return CommitProbe(backend, wrote=True, unknowable="EngineConfig(commit_outcome=False)")
     connection = await session.connection()
     probe = CommitProbe(backend, connection, wrote=True)
     raw = await connection.get_raw_connection()
@@ -358,6 +362,11 @@ def _error(probe: CommitProbe, committed: bool | None, detail: str) -> CommitInt
 
 
 # --- the marker table ---------------------------------------------------------------------------
+
+
+def record_no_commit_outcome(engine: Engine) -> None:
+    """``EngineConfig(commit_outcome=False)``: record nothing before COMMIT on ``engine``."""
+    _NOT_RECORDED.add(engine.dialect)
 
 
 def install_commit_markers(engine: Engine) -> None:

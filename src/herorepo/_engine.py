@@ -53,7 +53,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
-from ._commit_outcome import install_commit_markers
+from ._commit_outcome import install_commit_markers, record_no_commit_outcome
 from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
 from ._hosts import no_host_fits
@@ -111,6 +111,12 @@ class EngineConfig:
         query_tags: Append a sqlcommenter comment naming the application, the FastAPI route
             template and the unit of work to every statement (see :class:`QueryTags`);
             ``None`` (default) appends nothing and installs no hook.
+        commit_outcome: Record, before each COMMIT of a unit of work that wrote, what the
+            outcome can be asked with if the connection is lost during the COMMIT (one round
+            trip; on MySQL and MariaDB a row in the ``herorepo_commit_markers`` table, created
+            at the first connection). ``False`` records nothing and creates no table: a lost
+            COMMIT then raises ``CommitInterruptedError(committed=None)``, which
+            ``Database.run()`` does not retry. See docs/reliability.md, "Commit outcome".
 
     Raises:
         ConfigurationError: a value has the wrong type or is out of range.
@@ -130,6 +136,7 @@ class EngineConfig:
     slow_statement: float | None = None
     show_values_in_errors: bool = False
     query_tags: QueryTags | None = None
+    commit_outcome: bool = True
 
     def __post_init__(self) -> None:
         _check_int("pool_size", self.pool_size, minimum=1)
@@ -139,7 +146,8 @@ class EngineConfig:
         _check_seconds("sqlite_busy_timeout", self.sqlite_busy_timeout)
         _check_seconds("pool_ping_idle", self.pool_ping_idle, zero=True)
         _check_seconds("slow_statement", self.slow_statement, zero=True)
-        for name in ("pool_pre_ping", "echo", "pgbouncer", "show_values_in_errors"):
+        flags = ("pool_pre_ping", "echo", "pgbouncer", "show_values_in_errors", "commit_outcome")
+        for name in flags:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
@@ -357,9 +365,12 @@ def create_engine(
         install_query_tags(engine.sync_engine, config.query_tags)
     if backend == "sqlite":
         _configure_sqlite(engine, memory=is_sqlite_memory(resolved))
+    if not config.commit_outcome:
+        record_no_commit_outcome(engine.sync_engine)
     if backend == "mysql":
         event.listen(engine.sync_engine, "connect", _make_mysql_strict)
-        install_commit_markers(engine.sync_engine)  # a lost COMMIT's outcome can be asked
+        if config.commit_outcome:
+            install_commit_markers(engine.sync_engine)  # a lost COMMIT's outcome can be asked
         event.listen(engine.sync_engine, "begin", _begin_mysql_read_only)
     return engine
 

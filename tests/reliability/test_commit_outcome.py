@@ -30,6 +30,7 @@ from herorepo import (
     CommitInterruptedError,
     ConnectionLostError,
     Database,
+    EngineConfig,
     RetryPolicy,
     UnitOfWork,
 )
@@ -169,6 +170,23 @@ async def test_run_does_not_retry_an_unknown_outcome(
     assert proxied.callbacks == []
 
 
+async def test_without_recording_a_lost_commit_is_unknown(proxied: Proxied) -> None:
+    # EngineConfig(commit_outcome=False): no round trip before COMMIT, so nothing to ask with.
+    name = "postgres" if proxied.db.backend == "postgresql" else "mysql"
+    connect_args: dict[str, Any] = dict(CONNECT_ARGS[name])  # type: ignore[call-overload]
+    if name == "postgres":
+        connect_args["ssl"] = False
+    config = EngineConfig(commit_outcome=False)
+    async with Database(proxied.db.url, config, connect_args=connect_args) as db:
+        with pytest.raises(CommitInterruptedError, match="commit_outcome=False") as caught:
+            await db.run(
+                insert_row("unrecorded", proxied, arm="after"),
+                retry=RetryPolicy(attempts=3, base_delay=0, max_delay=0),
+            )
+    assert caught.value.committed is None
+    assert await proxied.rows("unrecorded") == 1  # it had committed, and ran once only
+
+
 # --- a plain unit of work ------------------------------------------------------------------------
 
 
@@ -287,10 +305,15 @@ async def test_outcome_is_right_when_the_loop_stalls(
 # --- what it costs -------------------------------------------------------------------------------
 
 
-async def test_what_a_unit_of_work_records_before_commit(backend: str) -> None:
-    """One statement more for a unit of work that wrote (none on SQLite), none for a reader."""
+@pytest.mark.parametrize("recorded_outcome", [True, False], ids=["recorded", "not-recorded"])
+async def test_what_a_unit_of_work_records_before_commit(
+    backend: str, recorded_outcome: bool
+) -> None:
+    """One statement more for a unit of work that wrote (none on SQLite), none for a reader;
+    none at all with EngineConfig(commit_outcome=False)."""
     connect_args = CONNECT_ARGS[backend]
-    async with Database(backend_url(backend), connect_args=connect_args) as db:  # type: ignore[arg-type]
+    config = EngineConfig(commit_outcome=recorded_outcome)
+    async with Database(backend_url(backend), config, connect_args=connect_args) as db:  # type: ignore[arg-type]
         await db.create_all(Base.metadata)
         try:
             statements: list[str] = []
@@ -310,7 +333,7 @@ async def test_what_a_unit_of_work_records_before_commit(backend: str) -> None:
         finally:
             await db.drop_all(Base.metadata)
     recorded = [s for s in writes if not s.lstrip().upper().startswith(("BEGIN", "COMMIT"))]
-    if backend == "sqlite":
+    if backend == "sqlite" or not recorded_outcome:
         assert recorded == []  # in process: a COMMIT's outcome is always known
     elif backend == "postgres":
         assert [s.split("(")[0] for s in recorded] == ["SELECT pg_current_xact_id_if_assigned"]
