@@ -43,7 +43,7 @@ from .models import metadata
 # herorepo's own pytest plugin, turned on as users turn it on (its fixtures are all named
 # herorepo_*; tests/examples uses them), pytester, which tests/plugin runs user projects with, and
 # the throw-away servers that restart and replication tests start themselves.
-pytest_plugins = ["herorepo.testing", "pytester", "tests.servers"]
+pytest_plugins = ["herorepo.testing", "pytester", "tests.servers", "tests.galera"]
 
 settings.register_profile(
     "herorepo",
@@ -260,6 +260,7 @@ SERVER_FIXTURES = {
     "replicated_postgres",
     "failover_pairs",
     "pgbouncer",
+    "galera_cluster",
     "throwaway_server",
 }
 

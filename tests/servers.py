@@ -670,13 +670,11 @@ def _kill_and_wait(pid: int) -> None:
 
 
 def required(server: str) -> str | None:
-    """The setting that requires ``server`` ("postgres", "mysql" or "pgbouncer"), if one does."""
-    if server == "pgbouncer":
-        return (
-            "HEROREPO_REQUIRE_PGBOUNCER=1"
-            if os.environ.get("HEROREPO_REQUIRE_PGBOUNCER") == "1"
-            else None
-        )
+    """The setting that requires ``server`` ("postgres", "mysql", "pgbouncer" or "galera"), if
+    one does."""
+    if server in ("pgbouncer", "galera"):
+        setting = f"HEROREPO_REQUIRE_{server.upper()}"
+        return f"{setting}=1" if os.environ.get(setting) == "1" else None
     raw = os.environ.get("HEROREPO_REQUIRE_BACKENDS", "")
     listed = server in {part.strip() for part in raw.split(",")}
     return f"HEROREPO_REQUIRE_BACKENDS lists {server}" if listed else None

@@ -15,6 +15,11 @@ connection when the COMMIT's connection is lost:
   READ COMMITTED) waits while the old transaction still runs, so it never reads an answer that
   could still change. One row per connection, updated in place: nothing to clean up per
   transaction; rows of connections gone for a day are deleted when an engine connects.
+  Galera (a URL that lists the nodes): the node the COMMIT went to is asked first, as above.
+  When it is down, another node answers after a causal read (``wsrep_sync_wait``, it has
+  applied everything the cluster ordered before), and "not stored" counts only once the first
+  node has left the cluster (``mysql.wsrep_cluster_members``): until then a write-set of it
+  could still be ordered, so herorepo asks again.
 * SQLite runs in this process: COMMIT is a call into the library that returns or raises, and
   a crash mid-way is settled by its journal when the file is opened again. Its outcome is
   always known, so nothing is recorded.
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, text
 
 from ._errors import CommitInterruptedError, ConnectionLostError, HeroRepoError, LockTimeoutError
+from ._nodes import Node, node_of, preferring
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -116,6 +122,7 @@ class CommitProbe:
     server_started: str | None = None
     marker: tuple[str, str] | None = None  # MySQL: the connection's key and this commit's token
     server_session: int | None = None  # the backend pid / thread id that runs the transaction
+    node: Node | None = None  # MySQL through a list of nodes: the one that ran the transaction
     unknowable: str | None = None  # why the outcome cannot be asked, if it cannot
 
 
@@ -153,6 +160,7 @@ async def probe_commit(session: AsyncSession, tx: TransactionState) -> CommitPro
             probe.transaction_id = int(xid) if xid is not None else None
         elif _MARKERS_READY.get(connection.dialect):
             probe.server_session = int(driver.server_thread_id[0])
+            probe.node = node_of(driver)
             info = raw.info
             key = info.get(_MARKER_KEY) or info.setdefault(_MARKER_KEY, secrets.token_hex(16))
             token = secrets.token_hex(16)
@@ -213,8 +221,9 @@ async def _ask(probe: CommitProbe, status: Any, end_session: Any) -> tuple[bool 
     while True:
         running = False
         try:
-            async with _engine(probe).connect() as connection:
-                answer: bool | None = await status(connection, probe)
+            with preferring(probe.node):
+                async with _engine(probe).connect() as connection:
+                    answer: bool | None = await status(connection, probe)
             if answer is not None:
                 return answer, _describe(probe, answer, ended)
             running = True
@@ -228,8 +237,9 @@ async def _ask(probe: CommitProbe, status: Any, end_session: Any) -> tuple[bool 
             reason = "the server still ran the transaction"
             if not ended and time.monotonic() - started >= SETTLE_SECONDS:
                 try:
-                    async with _engine(probe).connect() as connection:
-                        ended = await end_session(connection, probe)
+                    with preferring(probe.node):
+                        async with _engine(probe).connect() as connection:
+                            ended = await end_session(connection, probe)
                 except Exception:  # asked again below, until the deadline
                     logger.debug("herorepo: ending the old session failed", exc_info=True)
         if time.monotonic() - started >= RESOLVE_SECONDS:
@@ -312,29 +322,58 @@ async def _pg_terminate(connection: AsyncConnection, probe: CommitProbe) -> bool
 async def _marker_status(connection: AsyncConnection, probe: CommitProbe) -> bool | None:
     assert probe.marker is not None
     key, token = probe.marker
+    asked = node_of((await connection.get_raw_connection()).driver_connection)
+    node = probe.node
+    galera_id = node.galera_id if node is not None else None
     try:
         # READ COMMITTED: no gap lock when there is no row. A short lock wait: the caller
         # asks again. The connection keeps these settings, so it is thrown away afterwards.
         await connection.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         await connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
-        stored = (
-            await connection.execute(
-                text(
-                    "SELECT token FROM herorepo_commit_markers WHERE connection_key = :key "
-                    "LOCK IN SHARE MODE"
-                ),
-                {"key": key},
-            )
-        ).scalar()
+        if galera_id is not None:  # a causal read: write-sets ordered before it apply first
+            await connection.exec_driver_sql("SET SESSION wsrep_sync_wait = 1")
+        stored = await _stored_token(connection, key)
+        if stored != token and node is not None and not node.same_server(asked):
+            # Another server than the COMMIT's. Not stored here is final only on a Galera node
+            # of the same cluster once the COMMIT's node has left it: read again after that.
+            if galera_id is None or asked is None or asked.galera_id is None:
+                return None
+            if await _still_a_member(connection, galera_id):
+                return None
+            stored = await _stored_token(connection, key)
         await connection.rollback()
     finally:
         await connection.invalidate()
     return stored == token
 
 
+async def _stored_token(connection: AsyncConnection, key: str) -> object:
+    result = await connection.execute(
+        text(
+            "SELECT token FROM herorepo_commit_markers WHERE connection_key = :key "
+            "LOCK IN SHARE MODE"
+        ),
+        {"key": key},
+    )
+    return result.scalar()
+
+
+async def _still_a_member(connection: AsyncConnection, galera_id: str) -> bool:
+    result = await connection.execute(
+        text("SELECT count(*) FROM mysql.wsrep_cluster_members WHERE node_uuid = :node"),
+        {"node": galera_id},
+    )
+    return bool(result.scalar())
+
+
 async def _mysql_kill(connection: AsyncConnection, probe: CommitProbe) -> bool:
     # Reached when the marker's row stayed locked: the old connection is alive on this very
-    # server (locks do not survive a restart), so its thread id is still its own.
+    # server (locks do not survive a restart), so its thread id is still its own. Through a
+    # list of nodes, a thread id means something only on the node the COMMIT went to.
+    if probe.node is not None and not probe.node.same_server(
+        node_of((await connection.get_raw_connection()).driver_connection)
+    ):
+        return False
     running = await connection.execute(
         text(
             "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = :thread"

@@ -33,6 +33,8 @@ own transaction handling). ``sqlite+aiosqlite:///:memory:`` keeps one connection
 the database: sessions and units of work take turns on it (one waits for the other, up to
 ``pool_timeout``), so their transactions never mix; the other pool settings do not apply.
 MySQL connections use ``charset=utf8mb4`` unless the URL names another charset.
+A MySQL URL that lists several nodes (a Galera cluster) connects through
+:class:`~herorepo._nodes.NodeConnector`, which passes over nodes that are down or not Synced.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ from ._cancel import install_sqlite_stop, interrupt_on_cancel
 from ._commit_outcome import install_commit_markers, record_no_commit_outcome
 from ._errors import CannotConnectError, ConfigurationError, PoolTimeoutError, show_values
 from ._filters import sqlite_casefold, sqlite_like
-from ._hosts import no_host_fits
+from ._hosts import listed_hosts, no_host_fits
+from ._nodes import NodeConnector
 from ._query_tags import QueryTags, install_query_tags
 from ._session import GuardedSession
 from ._slow_log import install_slow_statement_log
@@ -340,6 +343,11 @@ def create_engine(
     pre_ping = options.pop("pool_pre_ping", False)
     if backend == "mysql" and "charset" not in resolved.query:
         resolved = resolved.update_query_dict({"charset": "utf8mb4"})
+    nodes = listed_hosts(resolved) if backend == "mysql" else None
+    connector = None
+    if nodes is not None:  # aiomysql takes one host: herorepo picks the node (see _nodes.py)
+        connector = NodeConnector(resolved, nodes, options["connect_args"])
+        options["async_creator"] = connector
 
     try:
         engine = create_async_engine(resolved, **options)
@@ -350,6 +358,8 @@ def create_engine(
         raise ConfigurationError(
             f"The database URL {redact(resolved)!r} cannot be used: {message}"
         ) from None
+    if connector is not None:
+        connector.dialect = engine.sync_engine.dialect
     if config.show_values_in_errors:
         show_values(engine.sync_engine.dialect)
     event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)

@@ -1,16 +1,20 @@
-"""Several hosts in one database URL: a PostgreSQL primary that fails over to a standby.
+"""Several hosts in one database URL: a PostgreSQL primary that fails over to a standby, or
+the nodes of a MariaDB Galera cluster.
 
 ::
 
     postgresql://app:secret@/app?host=db-1:5432&host=db-2:5432   (SQLAlchemy's form)
     postgresql://app:secret@db-1:5432,db-2:5432/app               (libpq's, rewritten to it)
     postgresql://app:secret@/app?host=db-1,db-2&port=5432,5432    (libpq's query form, too)
+    mysql://app:secret@/app?host=node-1:3306&host=node-2:3306     (the same forms for MariaDB)
 
 asyncpg tries the hosts in order on every new connection and keeps the first one that fits
 ``target_session_attrs``. Unless the URL says otherwise, herorepo asks for ``read-write`` on a
 database's URL (a standby that has not been promoted refuses writes) and for ``prefer-standby``
-on a replica's. A host without a port gets the backend's default one: asyncpg needs every port
-spelled out. A URL naming one host is left exactly as it was (a Unix socket directory included).
+on a replica's. aiomysql takes one host, so herorepo connects to MariaDB nodes itself
+(:mod:`herorepo._nodes`); ``load_balance_hosts`` says where each new connection starts. A host
+without a port gets the backend's default one: asyncpg needs every port spelled out. A URL
+naming one host is left exactly as it was (a Unix socket directory included).
 """
 
 from __future__ import annotations
@@ -25,10 +29,22 @@ if TYPE_CHECKING:
 
     from ._url import Backend
 
-__all__ = ["TARGET_SESSION_ATTRS", "libpq_host_list", "no_host_fits", "with_hosts"]
+__all__ = [
+    "LOAD_BALANCE_HOSTS",
+    "TARGET_SESSION_ATTRS",
+    "libpq_host_list",
+    "listed_hosts",
+    "no_host_fits",
+    "with_hosts",
+]
 
 TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 """The values asyncpg (like libpq) takes for ``target_session_attrs``."""
+
+LOAD_BALANCE_HOSTS = ("round-robin", "disable")
+"""Where a new connection to a list of MariaDB nodes starts: at the node after the one the
+previous connection started at (``round-robin``, the default), or always at the first
+(``disable``: one node takes every write while it is up)."""
 
 _DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "mysql": 3306}
 _HOST = re.compile(r"^([A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
@@ -65,7 +81,8 @@ def with_hosts(url: URL, backend: Backend, *, target_session_attrs: str) -> URL:
     Raises:
         ConfigurationError: a host or port is malformed, the hosts are given two ways, there is
             a different number of hosts and ports, ``target_session_attrs`` is not a value asyncpg
-            knows, or the backend cannot connect through a list of hosts.
+            knows, ``load_balance_hosts`` is not one of :data:`LOAD_BALANCE_HOSTS` (or is given
+            for PostgreSQL), or the backend cannot connect through a list of hosts.
     """
     attrs = url.query.get("target_session_attrs")
     if attrs is not None:
@@ -77,18 +94,45 @@ def with_hosts(url: URL, backend: Backend, *, target_session_attrs: str) -> URL:
             raise ConfigurationError(
                 f"target_session_attrs={attrs!r} is not one of {', '.join(TARGET_SESSION_ATTRS)}."
             )
+    balance = url.query.get("load_balance_hosts")
+    if balance is not None:
+        if backend != "mysql":
+            raise ConfigurationError(
+                "load_balance_hosts is a setting of a list of MariaDB / MySQL nodes; remove it "
+                "from the URL."
+            )
+        if balance not in LOAD_BALANCE_HOSTS:
+            raise ConfigurationError(
+                f"load_balance_hosts={balance!r} is not one of {', '.join(LOAD_BALANCE_HOSTS)}."
+            )
     hosts = _listed(url, backend)
     if hosts is None:
-        return url
-    if backend != "postgresql":
+        # One node: nothing to balance, and the driver would not know the parameter.
+        return url if balance is None else url.difference_update_query(["load_balance_hosts"])
+    if backend == "sqlite":
         raise ConfigurationError(
-            f"A URL with several hosts is supported on PostgreSQL; this one is {backend}. "
-            "Give one host."
+            "A URL with several hosts is supported on PostgreSQL and MariaDB / MySQL; this one "
+            "is sqlite. Give one database file."
+        )
+    if backend == "mysql" and "unix_socket" in url.query:
+        raise ConfigurationError(
+            "A URL that lists several MariaDB / MySQL nodes connects over TCP; remove "
+            "unix_socket from it."
         )
     query = {name: value for name, value in url.query.items() if name not in ("host", "port")}
     query["host"] = tuple(f"{host}:{port}" for host, port in hosts)
-    query.setdefault("target_session_attrs", target_session_attrs)
+    if backend == "postgresql":
+        query.setdefault("target_session_attrs", target_session_attrs)
     return url.set(query=query)
+
+
+def listed_hosts(url: URL) -> list[tuple[str, int]] | None:
+    """The ``(host, port)`` pairs of a URL :func:`with_hosts` wrote; None for one host."""
+    raw = url.query.get("host")
+    if raw is None or isinstance(raw, str):
+        return None
+    pairs = [item.rpartition(":") for item in raw]
+    return [(host, int(port)) for host, _, port in pairs]
 
 
 def _listed(url: URL, backend: Backend) -> list[tuple[str, int]] | None:

@@ -106,8 +106,8 @@ def _with_at_signs_in_password(parsed: URL) -> URL:
 def resolve_url(url: str | URL, *, target_session_attrs: str = "read-write") -> tuple[URL, Backend]:
     """Return the async form of ``url`` and its backend, refusing unsupported drivers.
 
-    A PostgreSQL URL may list several hosts (see :mod:`herorepo._hosts`); it then gets
-    ``target_session_attrs`` unless it sets it.
+    A PostgreSQL or MariaDB / MySQL URL may list several hosts (see :mod:`herorepo._hosts`); a
+    PostgreSQL one then gets ``target_session_attrs`` unless it sets it.
 
     Raises:
         ConfigurationError: the URL does not parse, names an unsupported database or driver, lists
