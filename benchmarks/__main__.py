@@ -1,4 +1,4 @@
-"""The benchmark program: ``python -m benchmarks [run|render|profile|...|telemetry]``.
+"""The benchmark program: ``python -m benchmarks [run|render|profile|...|bulk]``.
 
 ``run`` (the default) sets up the bench tables on each backend, times every contender on every
 workload, measures import time, and writes docs/benchmarks.md and docs/benchmarks.png.
@@ -7,7 +7,8 @@ get-by-primary-key and create. ``policies`` times the tenant, soft-delete and au
 against the same calls with the filters written by hand, and rewrites the policies section of
 docs/benchmarks.md (which ``run`` and ``render`` keep, from benchmarks/results/policies.json).
 ``telemetry`` times ``Telemetry`` off, with the API only and with the SDK against no telemetry,
-and rewrites its section the same way (from benchmarks/results/telemetry.json).
+and rewrites its section the same way (from benchmarks/results/telemetry.json); ``bulk`` times
+``insert_rows()`` against hand-written Core executemany (benchmarks/results/bulk.json).
 Run it through ``nox -s bench`` (see noxfile.py).
 """
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import environment, importtime, policies, telemetry
+from . import bulk, environment, importtime, policies, telemetry
 from .contenders import Env
 from .data import Sizes
 from .report import write_report
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("importtime", help="measure import herorepo against import sqlmodel")
     policies.add_parser(sub)
     telemetry.add_parser(sub)
-    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "-h", "--help"}
+    bulk.add_parser(sub)
+    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "bulk"}
+    commands |= {"-h", "--help"}
     if not argv or argv[0] not in commands:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         return policies.main(args)
     if args.what == "telemetry":
         return telemetry.main(args)
+    if args.what == "bulk":
+        return bulk.main(args)
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))

@@ -1,7 +1,7 @@
 """Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart).
 
-The page ends with the policies' and the telemetry sections, rendered by :mod:`.policies` and
-:mod:`.telemetry` from their stored results.
+The page ends with the policies', the telemetry and the bulk sections, rendered by
+:mod:`.policies`, :mod:`.telemetry` and :mod:`.bulk` from their stored results.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import policies, telemetry
+from . import bulk, policies, telemetry
 from .contenders import ORDER
 from .contenders.base import PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
@@ -522,9 +522,9 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
         if name in results["backends"]:
             lines += _backend_section(name, results["backends"][name], results)
     lines += _import_section(results.get("import_time"))
-    # The policies' and telemetry's sections have runs of their own (python -m benchmarks
-    # policies, ... telemetry); the page keeps them, rendered from the results those runs stored.
-    for section in (policies.SECTION, telemetry.SECTION):
+    # The policies', telemetry's and bulk sections have runs of their own (python -m benchmarks
+    # policies, ... telemetry, ... bulk); the page keeps them, rendered from what those runs stored.
+    for section in (policies.SECTION, telemetry.SECTION, bulk.SECTION):
         stored = section.stored()
         if stored and lines[-1] != "":
             lines.append("")  # a blank line before the section's marker

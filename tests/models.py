@@ -68,6 +68,33 @@ class Power(SQLModel, table=True):
     hero: Hero = Relationship(back_populates="powers")
 
 
+class HeroMissionLink(SQLModel, table=True):
+    __tablename__ = "hr_hero_mission"
+
+    hero_id: int = Field(foreign_key="hr_hero.id", primary_key=True)
+    mission_id: int = Field(foreign_key="hr_mission.id", primary_key=True)
+
+
+class Mission(SQLModel, table=True):
+    """Many-to-many heroes, a many-to-one leader, and one with a join condition of its own
+    (tests/integration/test_preload.py)."""
+
+    __tablename__ = "hr_mission"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    leader_id: int | None = Field(default=None, foreign_key="hr_hero.id")
+
+    heroes: list[Hero] = Relationship(link_model=HeroMissionLink)
+    leader: Hero | None = Relationship()
+    adult_leader: Hero | None = Relationship(
+        sa_relationship_kwargs={
+            "primaryjoin": "and_(Mission.leader_id == Hero.id, Hero.age >= 18)",
+            "viewonly": True,
+        }
+    )
+
+
 class Note(SQLModel, table=True):
     """Free text and wide integers, for round-trip property tests."""
 

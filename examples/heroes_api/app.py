@@ -12,6 +12,11 @@ header, and sees and writes that tenant's teams and heroes only; a request witho
 from the authenticated user, or resolve the tenant from the user, see docs/fastapi.md.)
 DELETE /heroes/{id} keeps the row, marked deleted, and POST /heroes/{id}/restore brings it back.
 
+Reads return response schemas straight from the rows (``repository(Hero, into=HeroPublic)``):
+only the columns the schema has, no ORM objects, and GET /teams/{id} reads the team's heroes
+with one more SELECT. ``check_response_models(app)``, at the end of this module, refuses to
+start an app whose response models need relationships that their routes do not load.
+
 Try ``curl -H 'X-Tenant: acme' 'localhost:8000/heroes/?name__icontains=man&order_by=-age&
 limit=10'``; the answer's ``next_cursor``, passed back as ``after=`` with the same filters and
 order, reads the next page; http://127.0.0.1:8000/docs lists every parameter.
@@ -32,7 +37,7 @@ from herorepo import (
     Database,
     FilterQuery,
     FilterSet,
-    KeysetPage,
+    Projection,
     Repository,
     SoftDelete,
     TenantScope,
@@ -40,6 +45,7 @@ from herorepo import (
 from herorepo.integrations.fastapi import (
     DatabaseDep,
     add_exception_handlers,
+    check_response_models,
     filter_query,
     lifespan,
     repository,
@@ -142,6 +148,13 @@ scope_to_tenants(app, tenant_header("X-Tenant"))
 # sent, rolled back if the endpoint raises.
 Heroes = Annotated[Repository[Hero], Depends(repository(Hero))]
 Teams = Annotated[Repository[Team], Depends(repository(Team))]
+# Reads that return response schemas, selecting only their columns: nothing to lazy-load.
+HeroesOut = Annotated[Projection[Hero, HeroPublic], Depends(repository(Hero, into=HeroPublic))]
+TeamsOut = Annotated[Projection[Team, TeamPublic], Depends(repository(Team, into=TeamPublic))]
+TeamsWithHeroes = Annotated[
+    Projection[Team, TeamPublicWithHeroes],
+    Depends(repository(Team, into=TeamPublicWithHeroes)),
+]
 
 hero_filters = FilterSet(
     Hero,
@@ -183,16 +196,16 @@ async def create_hero(
 
 
 @app.get("/heroes/")
-async def read_heroes(heroes: Heroes, query: HeroQuery) -> HeroPage:
+async def read_heroes(heroes: HeroesOut, query: HeroQuery) -> HeroPage:
     """Heroes filtered by ``name``, ``age`` and ``team_id``, one keyset page at a time."""
-    page: KeysetPage[Hero] = await heroes.keyset(
+    page = await heroes.keyset(
         *query.where, order_by=query.order_by, after=query.after, limit=query.limit
     )
-    return HeroPage.model_validate(page)
+    return HeroPage(items=page.items, next_cursor=page.next_cursor)
 
 
-@app.get("/heroes/{hero_id}", response_model=HeroPublic)
-async def read_hero(hero_id: int, heroes: Heroes) -> Hero:
+@app.get("/heroes/{hero_id}")
+async def read_hero(hero_id: int, heroes: HeroesOut) -> HeroPublic:
     # NotFoundError: 404 "Hero with the id asked for does not exist."
     return await heroes.get_one(hero_id)
 
@@ -219,19 +232,20 @@ async def create_team(data: TeamCreate, teams: Teams) -> Team:
     return await teams.create(data)  # a taken name: 409 "A record with the same unique value..."
 
 
-@app.get("/teams/", response_model=list[TeamPublic])
-async def read_teams(teams: Teams, query: TeamQuery) -> list[Team]:
+@app.get("/teams/")
+async def read_teams(teams: TeamsOut, query: TeamQuery) -> list[TeamPublic]:
     """Teams filtered by ``name``, one offset page at a time."""
     return await teams.list(
         *query.where, order_by=query.order_by, offset=query.offset, limit=query.limit
     )
 
 
-@app.get("/teams/{team_id}", response_model=TeamPublicWithHeroes)
-async def read_team(team_id: int, teams: Teams) -> Team:
-    # Two SELECTs: the team, then its heroes. Without load=, serializing team.heroes would
-    # raise LazyLoadError instead of running a query behind your back.
-    return await teams.get_one(team_id, load=[Team.heroes])
+@app.get("/teams/{team_id}")
+async def read_team(team_id: int, teams: TeamsWithHeroes) -> TeamPublicWithHeroes:
+    # Two SELECTs: the team's columns, then its (live) heroes' columns. Had the route read a
+    # Team with plain repository(Team), check_response_models() below would refuse to start
+    # the app: serialising team.heroes would need a load that async code cannot run.
+    return await teams.get_one(team_id)
 
 
 @app.delete("/teams/{team_id}", status_code=204)
@@ -249,3 +263,8 @@ async def notify_new_hero(database: Database, tenant_id: str, hero_id: int) -> N
         hero = await uow.repository(Hero).get(hero_id)
     if hero is not None:
         logger.info("New hero: %s (id=%s)", hero.name, hero.id)
+
+
+# Last, once every route is in: fail at startup, naming the route, if a response model needs a
+# relationship that the route's query does not load.
+check_response_models(app)

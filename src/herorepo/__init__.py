@@ -58,6 +58,8 @@ from ._policies import SoftDelete as SoftDelete
 from ._policies import TenantScope as TenantScope
 from ._policies import acting_as as acting_as
 from ._policies import tenant as tenant
+from ._projection_plans import load_plan as load_plan
+from ._projections import Projection as Projection
 from ._query_tags import QueryTags as QueryTags
 from ._replicas import Replicas as Replicas
 from ._repository import Repository as Repository
@@ -106,6 +108,7 @@ __all__ = [
     "Policy",
     "PoolStats",
     "PoolTimeoutError",
+    "Projection",
     "QueryTags",
     "ReadOnlyTransactionError",
     "Replicas",
@@ -130,6 +133,7 @@ __all__ = [
     "create_sessionmaker",
     "eager",
     "joined",
+    "load_plan",
     "tenant",
 ]
 

@@ -10,27 +10,39 @@ drivers' parameter limits.
 ``update()`` and ``delete()`` given a key send one statement on it, instead of reading the row
 first, when the ORM would do nothing more for the model (no version column, no events, no
 relationship acting on delete).
+
+``insert_rows()`` and ``upsert_rows()`` build no objects at all: rows are validated into plain
+dicts (a ``TypedDict`` mirror of the model, about four times faster than validating models),
+checked column by column, and sent with Core executemany in :func:`executemany_batches`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any, cast
+from collections.abc import Collection, Mapping, Sequence
+from operator import itemgetter
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 from sqlalchemy import Integer
 from sqlalchemy.orm import MANYTOONE
+from typing_extensions import NotRequired, Required, TypedDict
 
 from ._upsert import MAX_PARAMETERS
 
 __all__ = [
+    "Batch",
     "bulk_insertable",
     "deletes_directly",
+    "dict_rows_validator",
+    "executemany_batches",
     "has_integer_autoincrement_key",
     "insert_groups",
     "rows_validator",
     "updates_directly",
 ]
+
+Batch = tuple[Sequence[int], list[dict[str, Any]]]
+"""Rows for one executemany call, keyed by column, and their positions in the input."""
 
 _CONFIG_KEYS = frozenset(ConfigDict.__annotations__)
 
@@ -41,15 +53,7 @@ def rows_validator(model: type[BaseModel]) -> TypeAdapter[list[BaseModel]] | Non
     ``None`` when the model has validators or serializers of its own, which the mirror would
     not run: those rows take the one-by-one path.
     """
-    decorators = model.__pydantic_decorators__
-    if any(
-        (
-            decorators.validators,
-            decorators.field_validators,
-            decorators.root_validators,
-            decorators.model_validators,
-        )
-    ):
+    if _has_own_validators(model):
         return None
     config: dict[str, Any] = {k: v for k, v in model.model_config.items() if k in _CONFIG_KEYS}
     config["from_attributes"] = False
@@ -58,6 +62,85 @@ def rows_validator(model: type[BaseModel]) -> TypeAdapter[list[BaseModel]] | Non
     }
     mirror = create_model(f"{model.__name__}Row", __config__=cast("ConfigDict", config), **fields)
     return TypeAdapter(list[mirror])  # type: ignore[valid-type]
+
+
+def _has_own_validators(model: type[BaseModel]) -> bool:
+    decorators = model.__pydantic_decorators__
+    return any(
+        (
+            decorators.validators,
+            decorators.field_validators,
+            decorators.root_validators,
+            decorators.model_validators,
+        )
+    )
+
+
+_DICT_VALIDATORS: dict[type[BaseModel], TypeAdapter[list[dict[str, Any]]] | None] = {}
+
+
+def dict_rows_validator(model: type[BaseModel]) -> TypeAdapter[list[dict[str, Any]]] | None:
+    """A validator of a list of mappings into dicts of every field, with what
+    ``model.model_validate`` would give them (defaults and default factories included).
+
+    A ``TypedDict`` of the model's fields, each ``Annotated`` with its own ``FieldInfo`` (its
+    constraints, default and alias), under the model's configuration. ``None`` when the model
+    has validators or serializers of its own, which it would not run.
+    """
+    if model in _DICT_VALIDATORS:
+        return _DICT_VALIDATORS[model]
+    validator: TypeAdapter[list[dict[str, Any]]] | None = None
+    if not _has_own_validators(model):
+        fields: dict[str, Any] = {}
+        for name, info in model.model_fields.items():
+            annotated = Annotated[info.annotation, info]  # type: ignore[name-defined]
+            fields[name] = Required[annotated] if info.is_required() else NotRequired[annotated]
+        make: Any = TypedDict  # a TypedDict made at runtime, which type checkers cannot follow
+        row: Any = make(f"{model.__name__}Row", fields)
+        config = {k: v for k, v in model.model_config.items() if k in _CONFIG_KEYS}
+        config["from_attributes"] = False
+        row.__pydantic_config__ = config
+        validator = TypeAdapter(list[row])  # pyright: ignore[reportInvalidTypeForm]
+    _DICT_VALIDATORS[model] = validator
+    return validator
+
+
+def executemany_batches(
+    rows: list[dict[str, Any]], defaulted: Collection[str], column_names: Mapping[str, str]
+) -> list[Batch]:
+    """Split validated rows (dicts of every field, owned by the caller) into executemany calls.
+
+    As :func:`insert_groups` does, and with the same result: a ``None`` for a column with a
+    default is left out, so that the default applies. The usual case, where such a column is
+    ``None`` in every row or in none, is handled a column at a time (C-level calls), and the
+    rows stay one run cut below MAX_PARAMETERS values; otherwise :func:`insert_groups`. Keys
+    become column names.
+    """
+    if not rows:
+        return []
+    first = rows[0]
+    batches: list[Batch] | None = None
+    for name in [name for name in first if name in defaulted]:
+        nones = list(map(itemgetter(name), rows)).count(None)
+        if nones == len(rows):
+            for row in rows:
+                del row[name]
+        elif nones:
+            batches = [(positions, batch) for positions, batch in insert_groups(rows, defaulted)]
+            break
+    if batches is None:
+        size = max(1, MAX_PARAMETERS // max(1, len(first)))
+        batches = [
+            (range(start, min(start + size, len(rows))), rows[start : start + size])
+            for start in range(0, len(rows), size)
+        ]
+    renamed = {k: v for k, v in column_names.items() if k != v}
+    if renamed:
+        batches = [
+            (positions, [{renamed.get(k, k): v for k, v in row.items()} for row in batch])
+            for positions, batch in batches
+        ]
+    return batches
 
 
 def bulk_insertable(mapper: Any) -> bool:

@@ -127,6 +127,21 @@ def eager(*specs: LoadSpec, model: type[Any] | None = None) -> list[_AbstractLoa
     return options
 
 
+def load_chains(specs: Iterable[LoadSpec], model: type[Any]) -> list[list[QueryableAttribute[Any]]]:
+    """The relationship chain of each spec, from ``model``, checked as :func:`eager` checks it;
+    :func:`joined` marks nothing here (used by ``Repository.preload()``, which has no JOIN)."""
+    chains: list[list[QueryableAttribute[Any]]] = []
+    for spec in specs:
+        if isinstance(spec, Joined):
+            raw = spec.path
+        elif isinstance(spec, tuple):
+            raw = cast("tuple[object, ...]", spec)
+        else:
+            raw = (spec,)
+        chains.append(_resolve_chain(raw, model))
+    return chains
+
+
 def has_joined(specs: Iterable[LoadSpec]) -> bool:
     """Whether any spec loads a collection by JOIN (results then need ``.unique()``)."""
     return any(isinstance(spec, Joined) for spec in specs)

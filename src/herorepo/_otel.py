@@ -405,8 +405,9 @@ def _wrap_repository_methods() -> None:
     from ._projections import Projection
     from ._repository import Repository
     from ._repository_reads import RepositoryReads
+    from ._repository_rows import RepositoryRows
 
-    for cls in (Repository, RepositoryReads, Projection):
+    for cls in (Repository, RepositoryRows, RepositoryReads, Projection):
         for name, member in list(vars(cls).items()):
             if not name.startswith("_") and inspect.iscoroutinefunction(member):
                 setattr(cls, name, _traced(name, member))

@@ -64,6 +64,11 @@ class Page(Generic[T]):
         offset: Rows skipped before this page.
         limit: The page size asked for.
         total: Rows matching in all, when counting was asked for; otherwise ``None``.
+        has_next: Whether rows follow this page. :meth:`Repository.page` knows it from the
+            total with ``count=True``, and otherwise from reading one row more than ``limit``;
+            ``None`` only where neither was done (a locking read, which must not lock a row
+            it does not return, or a page built without it), and a short page then says
+            ``False``.
 
     .. versionadded:: 0.1.0
     """
@@ -72,23 +77,28 @@ class Page(Generic[T]):
     offset: int
     limit: int
     total: int | None = None
+    has_next: bool | None = None
 
-    @property
-    def has_next(self) -> bool | None:
-        """Whether rows follow this page; ``None`` when it cannot be known without a total."""
+    def __post_init__(self) -> None:
         if self.total is not None:
-            return self.offset + len(self.items) < self.total
-        return None if len(self.items) == self.limit else False
+            known: bool | None = self.offset + len(self.items) < self.total
+        elif self.has_next is not None:
+            return
+        else:
+            known = None if len(self.items) == self.limit else False
+        object.__setattr__(self, "has_next", known)  # frozen: the one place it is set
 
 
 @dataclass(frozen=True)
 class KeysetPage(Generic[T]):
-    """One page of a keyset (cursor) walk.
+    """One page of a keyset (cursor) walk, in either direction.
 
     Attributes:
-        items: The rows of this page.
+        items: The rows of this page, in the order asked for (also when walking backwards).
         next_cursor: Pass it as ``after=`` for the next page; ``None`` on the last page.
         limit: The page size asked for.
+        previous_cursor: Pass it as ``before=`` for the previous page; ``None`` on the first
+            page.
 
     .. versionadded:: 0.1.0
     """
@@ -96,11 +106,17 @@ class KeysetPage(Generic[T]):
     items: list[T]
     next_cursor: str | None
     limit: int
+    previous_cursor: str | None = None
 
     @property
     def has_next(self) -> bool:
         """Whether a next page exists."""
         return self.next_cursor is not None
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether a previous page exists."""
+        return self.previous_cursor is not None
 
 
 @dataclass(frozen=True)
@@ -188,44 +204,64 @@ def with_tiebreaker(
     return keys + [SortKey(name) for name in primary_key if name not in present]
 
 
-def order_clauses(model: type[Any], keys: Sequence[SortKey], nullable: set[str]) -> list[Any]:
-    """ORDER BY clauses with NULLs last in both directions, the same on every backend."""
+def order_clauses(
+    model: type[Any], keys: Sequence[SortKey], nullable: set[str], *, reverse: bool = False
+) -> list[Any]:
+    """ORDER BY clauses with NULLs last in both directions, the same on every backend; with
+    ``reverse``, the exact reverse of that order (NULLs first), to walk a keyset backwards."""
     clauses: list[Any] = []
     for key in keys:
         column = getattr(model, key.key)
         if key.key in nullable:
-            clauses.append(column.is_(None))  # false (0) sorts before true (1)
-        clauses.append(column.desc() if key.descending else column)  # ASC is the default
+            is_null = column.is_(None)  # false (0) sorts before true (1)
+            clauses.append(is_null.desc() if reverse else is_null)
+        descending = key.descending is not reverse
+        clauses.append(column.desc() if descending else column)  # ASC is the default
     return clauses
 
 
 def seek_condition(
-    model: type[Any], keys: Sequence[SortKey], values: Sequence[Any], nullable: set[str]
+    model: type[Any],
+    keys: Sequence[SortKey],
+    values: Sequence[Any],
+    nullable: set[str],
+    *,
+    before: bool = False,
 ) -> ColumnElement[bool]:
-    """Rows strictly after ``values`` in the order of ``keys`` (lexicographic, NULLs last)."""
+    """Rows strictly after ``values`` in the order of ``keys`` (lexicographic, NULLs last),
+    or with ``before``, strictly before them."""
     alternatives: list[ColumnElement[bool]] = []
     equal_so_far: list[ColumnElement[bool]] = []
     last = len(keys) - 1
     for position, (key, value) in enumerate(zip(keys, values, strict=True)):
         column = getattr(model, key.key)
-        if value is None:
-            after: ColumnElement[bool] = false()  # NULLs are last: nothing sorts after a NULL
+        if before:
+            # NULLs are last: every value sorts before a NULL, and NULL before none.
+            if value is None:
+                beyond: ColumnElement[bool] = column.is_not(None)
+            else:
+                beyond = column > value if key.descending else column < value
+        elif value is None:
+            beyond = false()  # NULLs are last: nothing sorts after a NULL
         else:
             beyond = column < value if key.descending else column > value
-            after = or_(beyond, column.is_(None)) if key.key in nullable else beyond
+            if key.key in nullable:
+                beyond = or_(beyond, column.is_(None))
         # Each comparison costs about 10 µs to build, and and_() / or_() of one clause cost
         # as much for nothing: build only what the condition uses.
-        alternatives.append(and_(*equal_so_far, after) if equal_so_far else after)
+        alternatives.append(and_(*equal_so_far, beyond) if equal_so_far else beyond)
         if position < last:
             equal_so_far.append(column.is_(None) if value is None else column == value)
     if len(alternatives) == 1:
         return alternatives[0]  # a range on the one sort column already
     condition = or_(*alternatives)
     first, first_value = keys[0], values[0]
-    if first.key not in nullable and first_value is not None:
-        # A redundant bound on the leading column lets every optimizer use a range scan.
+    # A redundant bound on the leading column lets every optimizer use a range scan. Before a
+    # value, NULLs are out anyway; after one, only a column without NULLs can take it.
+    if first_value is not None and (before or first.key not in nullable):
         column = getattr(model, first.key)
-        bound = column <= first_value if first.descending else column >= first_value
+        upto = first.descending is not before  # the page lies below the value
+        bound = column <= first_value if upto else column >= first_value
         condition = and_(bound, condition)
     return condition
 

@@ -7,9 +7,11 @@ response is serialised, and the rows cost little more than with SQLAlchemy Core.
 repository's filters, policies (tenant, soft delete), views (``with_deleted()``, row locks)
 and sorting rules all hold.
 
-A schema field that is not a column of the model (a nested relationship, such as the
-reference's ``TeamPublicWithHeroes.heroes``) is refused when the projection is made: load
-those objects with ``load=`` and validate them instead.
+A schema field named after a relationship and typed as a schema (the reference's
+``TeamPublicWithHeroes.heroes: list[HeroPublic]``) is read with one more statement per
+relationship and level: only the nested schema's columns and the foreign key, for all the rows
+at once (``_projection_plans.py``). Those statements go through the session too, so policies
+hold for the nested rows.
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Select, func, select
 
-from ._errors import (
-    ConfigurationError,
-    InvalidDataError,
-)
+from ._errors import InvalidDataError
 from ._model_info import invalid_values
 from ._pagination import (
     KeysetPage,
     Page,
     SortKey,
 )
+from ._projection_plans import projection_plan
 from ._repository_base import (
     ModelT,
     OrderBy,
@@ -64,17 +64,10 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         self.cursor_secret = source.cursor_secret
         self.max_page_size = source.max_page_size
         self.schema = schema
-        fields = schema.model_fields
-        columns = self._info.columns
-        missing = [n for n, field in fields.items() if n not in columns and field.is_required()]
-        if missing:
-            raise ConfigurationError(
-                f"{schema.__name__} cannot be read from {self._info.name}'s columns: "
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a column of it. "
-                "into() reads columns only; for a nested schema, read the objects with "
-                f"load=[...] and validate them with {schema.__name__}.model_validate()."
-            )
-        self._fields = [name for name in fields if name in self._info.columns]
+        self._plan = projection_plan(self.model, schema)
+        # The schema's columns, then the columns its nested reads link on; then, in some
+        # reads, the primary key or the sort keys.
+        self._width = len(self._plan.selected)
 
     def __repr__(self) -> str:
         return f"<Projection of {self._info.name} into {self.schema.__name__}>"
@@ -106,18 +99,18 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         found: dict[Any, SchemaT] = {}
         for condition in self._key_conditions(keys):
             rows = await self._raw([condition], None, extra=self._info.primary_key)
-            for row, schema in zip(rows, self._schemas(rows), strict=True):
-                key = row[len(self._fields) :]
+            for row, schema in zip(rows, await self._build(rows), strict=True):
+                key = row[self._width :]
                 found[key[0] if width == 1 else tuple(key)] = schema
         return [found[k] for k in (self._normal_key(k) for k in keys) if k in found]
 
     async def find(self, *where: Where, **equal: Any) -> SchemaT | None:
         """The one row matching the criteria as a schema, or ``None`` (see
         :meth:`Repository.find`)."""
-        found = await self._rows([*where, *self._equality(equal)], None, limit=2)
-        if len(found) > 1:
+        rows = await self._raw([*where, *self._equality(equal)], None, limit=2)
+        if len(rows) > 1:
             raise self._many_match(where, equal)
-        return found[0] if found else None
+        return (await self._build(rows))[0] if rows else None
 
     async def find_one(self, *where: Where, **equal: Any) -> SchemaT:
         """The one row matching the criteria as a schema (see :meth:`Repository.find_one`)."""
@@ -154,7 +147,10 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         self._check_limit(limit)
         self._check_offset(offset)
         conditions = [*where, *self._equality(equal)]
-        items = await self._rows(conditions, order_by, offset=offset, limit=limit)
+        peek = not count and self._lock is None  # has_next from one row more, as Repository
+        size = limit + 1 if peek else limit
+        items = await self._rows(conditions, order_by, offset=offset, limit=size)
+        more = len(items) > limit if peek else None
         total = None
         if count:
             statement = select(func.count()).select_from(self.model).where(*clauses(conditions))
@@ -163,29 +159,36 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
                     self.session, statement, execution_options=self._read_options
                 )
                 total = result.scalar_one()
-        return Page(items=items, offset=offset, limit=limit, total=total)
+        return Page(items=items[:limit], offset=offset, limit=limit, total=total, has_next=more)
 
     async def keyset(
         self,
         *where: Where,
         order_by: OrderBy | Sequence[OrderBy] | str | None = None,
         after: str | None = None,
+        before: str | None = None,
         limit: int = 50,
         **equal: Any,
     ) -> KeysetPage[SchemaT]:
-        """One keyset page of schemas (see :meth:`Repository.keyset`); its cursors are the
-        repository's, so either may continue the other's walk."""
+        """One keyset page of schemas, after ``after`` or before ``before`` (see
+        :meth:`Repository.keyset`); its cursors are the repository's, so either may continue
+        the other's walk."""
         keys = self._sort_keys(order_by)
-        rows, cursor = await self._keyset_page(
+        window = await self._keyset_window(
             self._fetch_with(keys),
             self._sort_values,
             keys,
             [*where, *self._equality(equal)],
             after,
+            before,
             limit,
         )
-        items = self._schemas(rows)
-        return KeysetPage(items=items, next_cursor=cursor, limit=limit)
+        return KeysetPage(
+            items=await self._build(window.items),
+            next_cursor=window.next_cursor,
+            limit=limit,
+            previous_cursor=window.previous_cursor,
+        )
 
     async def stream(
         self,
@@ -205,7 +208,7 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
             batch_size,
         )
         async for rows in batches:
-            for item in self._schemas(rows):
+            for item in await self._build(rows):
                 yield item
             del rows
 
@@ -221,10 +224,7 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         return fetch
 
     def _sort_values(self, row: Sequence[Any]) -> builtins.list[Any]:
-        return list(row[len(self._fields) :])
-
-    def _schemas(self, rows: Sequence[Sequence[Any]]) -> builtins.list[SchemaT]:
-        return self._validate([row[: len(self._fields)] for row in rows])
+        return list(row[self._width :])
 
     async def _rows(
         self,
@@ -235,7 +235,7 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         limit: int | None = None,
     ) -> builtins.list[SchemaT]:
         rows = await self._raw(where, order_by, offset=offset, limit=limit)
-        return self._validate(rows)
+        return await self._build(rows)
 
     async def _raw(
         self,
@@ -246,7 +246,7 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
         limit: int | None = None,
         extra: Sequence[Any] = (),
     ) -> builtins.list[Any]:
-        columns = [getattr(self.model, name) for name in self._fields]
+        columns = [getattr(self.model, name) for name in self._plan.selected]
         query = cast("Select[Any]", select(*columns, *extra))
         statement = self._query(
             query,
@@ -256,16 +256,23 @@ class Projection(RepositoryBase[ModelT], Generic[ModelT, SchemaT]):
             limit=limit,
             tiebreak=not extra,
         )
+        return await self._run(statement)
+
+    async def _run(self, statement: Select[Any]) -> builtins.list[Any]:
         async with self._guard():
             result = await execute(self.session, statement, execution_options=self._read_options)
             return builtins.list(result.all())
 
-    def _validate(self, rows: Sequence[Sequence[Any]]) -> builtins.list[SchemaT]:
+    async def _build(self, rows: Sequence[Sequence[Any]]) -> builtins.list[SchemaT]:
+        """Validate ``rows`` into schemas, after reading their nested rows (if any)."""
         adapter = _ADAPTERS.get(self.schema)
         if adapter is None:
             adapter = _ADAPTERS[self.schema] = TypeAdapter(builtins.list[self.schema])  # type: ignore[name-defined]
-        names = self._fields
+        plan = self._plan
+        records = [dict(zip(plan.fields, row, strict=False)) for row in rows]
+        if plan.nested and records:
+            await plan.fill(self._run, rows, records)
         try:
-            return adapter.validate_python([dict(zip(names, row, strict=True)) for row in rows])  # type: ignore[no-any-return]
+            return adapter.validate_python(records)  # type: ignore[no-any-return]
         except PydanticValidationError as exc:  # a stored value the schema does not accept
             raise InvalidDataError(invalid_values(self.schema.__name__, exc, rows=True)) from exc

@@ -1,7 +1,8 @@
 """``Repository[ModelT]``: typed async CRUD for one SQLModel table model on one session.
 
-The class is a façade split by concern: the writes here, the reads and pages in
-``_repository_reads.py``, the shared state, views and steps in ``_repository_base.py``.
+The class is a façade split by concern: the writes here, the bulk writes without objects in
+``_repository_rows.py``, the reads and pages in ``_repository_reads.py``, the shared state, views
+and steps in ``_repository_base.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ._repository_base import (
     execute,
     rowcount,
 )
-from ._repository_reads import RepositoryReads
+from ._repository_rows import RepositoryRows
 from ._transaction import session_state
 from ._upsert import (
     another_key_met,
@@ -50,7 +51,7 @@ from ._upsert import (
 __all__ = ["Repository"]
 
 
-class Repository(RepositoryReads[ModelT]):
+class Repository(RepositoryRows[ModelT]):
     """Typed async CRUD for one table model, working on one session.
 
     Make one for a model directly, ``Repository(session, Hero)`` (a ``Repository[Hero]``), or

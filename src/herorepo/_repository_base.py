@@ -54,6 +54,7 @@ from ._locks import RowLock
 from ._model_info import invalid_values, model_info
 from ._pagination import (
     CursorCodec,
+    KeysetPage,
     SortKey,
     is_named_sort,
     order_clauses,
@@ -150,6 +151,25 @@ class RepositoryBase(Generic[ModelT]):
         on MariaDB): others may read-lock the rows too, nobody may change them."""
         return self._locking(RowLock(share=True, nowait=nowait, skip_locked=skip_locked))
 
+    def with_load(self, *specs: LoadSpec) -> Self:
+        """This repository, with reads that load ``specs`` along with the rows, as if each
+        read's ``load=`` named them too (``get``, ``get_one``, ``get_many``, ``find``,
+        ``find_one``, ``list``, ``page``, ``keyset``, ``stream``, and the writes that read the
+        row first: ``update``, ``restore``).
+
+        The FastAPI integration's ``repository(Team, load=[...])`` gives such a repository, so
+        that every read of an endpoint loads what its response model needs.
+
+        Raises:
+            InvalidLoadError: a spec is not a relationship of the model.
+
+        .. versionadded:: 0.1.0
+        """
+        eager(*specs, model=self.model)  # checked now, not at the first read
+        view = copy.copy(self)
+        view._default_load = (*self._default_load, *specs)
+        return view
+
     def _locking(self, lock: RowLock) -> Self:
         lock.check(self.session.sync_session, self._info.name)
         view = copy.copy(self)
@@ -201,6 +221,7 @@ class RepositoryBase(Generic[ModelT]):
         limit: int | None = None,
         tiebreak: bool = True,
     ) -> builtins.list[ModelT]:
+        load = (*self._default_load, *load)
         statement = self._query(
             select(self.model), where, order_by, offset=offset, limit=limit, tiebreak=tiebreak
         )
@@ -240,19 +261,59 @@ class RepositoryBase(Generic[ModelT]):
         after: str | None,
         limit: int,
     ) -> tuple[Sequence[RowT], str | None]:
-        """One page of ``fetch(conditions, order, limit)`` after cursor ``after``, and the
-        cursor of the next page (``None`` on the last)."""
+        """One page after cursor ``after`` and the next page's cursor: :meth:`_keyset_window`
+        forwards only."""
+        window = await self._keyset_window(fetch, values_of, keys, conditions, after, None, limit)
+        return window.items, window.next_cursor
+
+    async def _keyset_window(
+        self,
+        fetch: Callable[[builtins.list[Any], builtins.list[Any], int], Awaitable[Sequence[RowT]]],
+        values_of: Callable[[RowT], builtins.list[Any]],
+        keys: builtins.list[SortKey],
+        conditions: builtins.list[Any],
+        after: str | None,
+        before: str | None,
+        limit: int,
+    ) -> KeysetPage[RowT]:
+        """One page of ``fetch(conditions, order, limit)`` after cursor ``after`` or before
+        cursor ``before`` (the first page without either), with the cursors of its neighbours.
+
+        Backwards, the page is read in the reverse order and turned around, so its rows come
+        in the order of ``keys`` either way. One SELECT, of ``limit + 1`` rows: the extra row
+        says whether a page follows in the direction read. The other neighbour exists when a
+        cursor was given: the row it was made from lies that way.
+        """
         self._check_limit(limit)
+        if after is not None and before is not None:
+            raise InvalidFilterError(
+                "Pass after= or before=, not both: after= reads the page that follows a "
+                "cursor, before= the page that precedes it."
+            )
         codec = self._codec(keys)
-        if after is not None:
-            values = codec.decode(after, self._value_checks())
-            seek = seek_condition(self.model, keys, values, self._info.nullable)
+        cursor = before if before is not None else after
+        if cursor is not None:
+            values = codec.decode(cursor, self._value_checks())
+            seek = seek_condition(
+                self.model, keys, values, self._info.nullable, before=before is not None
+            )
             conditions = [*conditions, seek]
-        order = order_clauses(self.model, keys, self._info.nullable)
+        reverse = before is not None
+        order = order_clauses(self.model, keys, self._info.nullable, reverse=reverse)
         rows = await fetch(conditions, order, limit + 1)
-        items, more = rows[:limit], len(rows) > limit
-        cursor = codec.encode(values_of(items[-1])) if more and items else None
-        return items, cursor
+        items, more = builtins.list(rows[:limit]), len(rows) > limit
+        if reverse:
+            items.reverse()
+        ahead, behind = (cursor is not None, more) if reverse else (more, cursor is not None)
+        first, last = (items[0], items[-1]) if items else (None, None)
+        return KeysetPage(
+            items=items,
+            next_cursor=codec.encode(values_of(last)) if ahead and last is not None else None,
+            limit=limit,
+            previous_cursor=(
+                codec.encode(values_of(first)) if behind and first is not None else None
+            ),
+        )
 
     async def _batches(
         self,
@@ -385,6 +446,8 @@ class RepositoryBase(Generic[ModelT]):
         else:
             dialect = getattr(self.session.bind, "dialect", None)
             if not self._info.direct_update or not getattr(dialect, "update_returning", False):
+                return False
+            if self._default_load:  # with_load(): the row is read with its relationships
                 return False
         values = self._key_values(target)
         if values is None:
@@ -579,6 +642,7 @@ class RepositoryBase(Generic[ModelT]):
     _include_deleted: bool = False
     _lock: RowLock | None = None
     _read_options: Mapping[str, Any] = {}
+    _default_load: tuple[LoadSpec, ...] = ()  # with_load()
 
     def _policies(self) -> Policies | None:
         return self.session.sync_session.info.get(POLICIES_KEY)

@@ -11,13 +11,14 @@ from collections.abc import (
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from ._loading import LoadSpec, eager
 from ._pagination import (
     KeysetPage,
     Page,
 )
+from ._preload import preload_plan
 from ._projections import Projection
 from ._repository_base import (
     ModelT,
@@ -48,9 +49,15 @@ class RepositoryReads(RepositoryBase[ModelT]):
         ``keyset`` (with the repository's cursors) and ``stream``; filters, policies and views
         (``with_deleted()``, ``for_update()``) hold as for the repository.
 
+        A field named after a relationship and typed as a schema (``heroes: list[HeroPublic]``,
+        ``team: TeamPublic | None``) holds the related rows: one more SELECT per relationship
+        and level, of the nested schema's columns and the foreign key only, for all the rows
+        read at once. Policies hold for those rows too.
+
         Raises:
-            ConfigurationError: a required field of ``schema`` is not a column of the model
-                (a nested relationship: read the objects with ``load=`` instead).
+            InvalidLoadError: a required field of ``schema`` is neither a column nor a
+                relationship of the model, or a relationship field is not typed as a schema
+                (a list of them for a collection).
         """
         return Projection(self, schema)
 
@@ -72,6 +79,7 @@ class RepositoryReads(RepositoryBase[ModelT]):
                 integer key), on every backend.
             InvalidLoadError: ``load`` names something that is not a relationship.
         """
+        load = (*self._default_load, *load)
         options = eager(*load, model=self.model) if load else None
         ident = self._checked_key(ident)
         async with self._guard():
@@ -203,6 +211,41 @@ class RepositoryReads(RepositoryBase[ModelT]):
             )
             return bool(result.scalar_one())
 
+    async def preload(
+        self, items: builtins.list[ModelT], *, load: Sequence[LoadSpec]
+    ) -> builtins.list[ModelT]:
+        """Load relationships onto objects read before, and return the same list.
+
+        For objects read without ``load=``, here or in a unit of work that has ended, whose
+        relationships turn out to be needed: one SELECT per relationship in ``load`` (per
+        30,000 keys), which reads the related rows by the keys the objects already hold,
+        without reading the objects again. A chain loads level by level, one SELECT each.
+        Policies filter the related rows as they filter ``load=`` (another tenant's rows, and
+        soft-deleted ones, are not attached). A relationship already loaded on an object is
+        kept as it is, with any change not flushed yet; read the object again to refresh it.
+
+        Args:
+            items: Objects of this repository's model, of this unit of work or an ended one.
+            load: Relationships to load, as for ``load=`` (:func:`joined` joins nothing here).
+
+        Returns:
+            ``items`` itself.
+
+        Raises:
+            InvalidLoadError: ``load`` names something that is not a relationship.
+            InvalidDataError: an item is not of this model, or not stored yet (not flushed).
+        """
+        plan = preload_plan(self.model, load)
+        plan.check(items)
+
+        async def fetch(statement: Select[Any]) -> Sequence[Any]:
+            result = await execute(self.session, statement, execution_options=self._read_options)
+            return builtins.list(result.all())
+
+        async with self._guard():
+            await plan.run(items, fetch)
+        return items
+
     # --- pages and streams -----------------------------------------------------------------------
 
     async def page(
@@ -215,7 +258,14 @@ class RepositoryReads(RepositoryBase[ModelT]):
         load: Sequence[LoadSpec] = (),
         **equal: Any,
     ) -> Page[ModelT]:
-        """Return one offset page, and the total when ``count=True`` (one more query).
+        """Return one offset page, with ``has_next``; and the total when ``count=True``.
+
+        Without a count, the page reads one row more than ``limit`` to tell whether a next page
+        exists (``has_next``), and no ``SELECT count(*)`` runs: enough for "next" links and
+        infinite scrolling. ``count=True`` adds that query, whose cost grows with the rows
+        matching, for page numbers or a "1,234 results" line. A locking view
+        (:meth:`for_update`) reads no extra row, which it would lock: ``has_next`` is then
+        ``None`` after a full page, unless counted.
 
         OFFSET makes the database skip rows one by one: deep pages of big tables get slow.
         Prefer :meth:`keyset` there.
@@ -227,31 +277,42 @@ class RepositoryReads(RepositoryBase[ModelT]):
         self._check_limit(limit)
         self._check_offset(offset)
         conditions = [*clauses(where), *self._equality(equal)]
+        peek = not count and self._lock is None
         items = await self._select(
-            *conditions, load=load, order_by=order_by, offset=offset, limit=limit
+            *conditions,
+            load=load,
+            order_by=order_by,
+            offset=offset,
+            limit=limit + 1 if peek else limit,
         )
+        more = len(items) > limit if peek else None
         total = await self.count(*conditions) if count else None
-        return Page(items=items, offset=offset, limit=limit, total=total)
+        return Page(items=items[:limit], offset=offset, limit=limit, total=total, has_next=more)
 
     async def keyset(
         self,
         *where: Where,
         order_by: OrderBy | Sequence[OrderBy] | str | None = None,
         after: str | None = None,
+        before: str | None = None,
         limit: int = 50,
         load: Sequence[LoadSpec] = (),
         **equal: Any,
     ) -> KeysetPage[ModelT]:
-        """Return the page after cursor ``after`` (the first page without it).
+        """Return the page after cursor ``after``, or before cursor ``before`` (the first page
+        without either).
 
         The sort (default: primary key) may span several columns in either direction, given as
         columns (``Hero.age.desc()``) or names (``"-age,name"``); the primary key is added as
         the last tie-breaker. NULLs sort last in both directions. One SELECT per page, which
-        seeks with the index instead of skipping rows.
+        seeks with the index instead of skipping rows. A page's ``next_cursor`` goes to
+        ``after=``, its ``previous_cursor`` to ``before=``; a page read backwards lists its
+        rows in the sort order too.
 
         Raises:
-            InvalidCursorError: ``after`` is not a cursor made for this model and sort order.
-            InvalidFilterError: a sort key is not a column, or ``limit`` is out of range.
+            InvalidCursorError: the cursor is not one made for this model and sort order.
+            InvalidFilterError: a sort key is not a column, ``limit`` is out of range, or both
+                ``after`` and ``before`` are given.
         """
         keys = self._sort_keys(order_by)
 
@@ -260,15 +321,15 @@ class RepositoryReads(RepositoryBase[ModelT]):
                 *conditions, load=load, order_by=order, limit=size, tiebreak=False
             )
 
-        items, next_cursor = await self._keyset_page(
+        return await self._keyset_window(
             fetch,
             lambda row: [getattr(row, k.key) for k in keys],
             keys,
             [*clauses(where), *self._equality(equal)],
             after,
+            before,
             limit,
         )
-        return KeysetPage(items=builtins.list(items), next_cursor=next_cursor, limit=limit)
 
     async def stream(
         self,

@@ -467,3 +467,20 @@ async def test_list_query_count_does_not_grow_with_rows(
         response = await client.get("/heroes/")
     assert len(response.json()["items"]) == 5
     assert queries.count == 1, queries
+
+
+async def test_a_team_is_read_with_its_heroes_in_two_statements(
+    client: httpx.AsyncClient, herorepo_db: Database
+) -> None:
+    team = await create_team(client, "Preventers")
+    for name in ("Rusty-Man", "Deadpond", "Gone"):
+        await create_hero(client, name=name, team_id=team["id"])
+    gone = (await client.get("/heroes/", params={"name": "Gone"})).json()["items"][0]
+    assert (await client.delete(f"/heroes/{gone['id']}")).status_code == 204
+    with assert_max_queries(herorepo_db, 2) as queries:  # the team, then its heroes' columns
+        response = await client.get(f"/teams/{team['id']}")
+    assert "secret_name" in queries.statements[1]  # HeroPublic has it
+    assert "deleted_at" not in queries.statements[1].split("FROM")[0]
+    body = response.json()
+    assert [hero["name"] for hero in body["heroes"]] == ["Rusty-Man", "Deadpond"]
+    assert set(body) == {"id", "name", "headquarters", "heroes"}

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import (
     TYPE_CHECKING,
@@ -56,11 +56,13 @@ from typing import (
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse
+    from fastapi.routing import APIRoute
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "herorepo.integrations.fastapi needs FastAPI: pip install 'herorepo[fastapi]'"
     ) from exc
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -79,11 +81,15 @@ from .._errors import (
     UniqueViolationError,
 )
 from .._filters import FilterQuery, FilterSet
+from .._loading import LoadSpec
 from .._policies import tenant
+from .._projection_plans import projection_plan
+from .._projections import Projection
 from .._query_tags import reset_route, set_route
 from .._repository import Repository
 from .._unit_of_work import UnitOfWork
 from ._filter_params import PAGING_ONLY, query_parameters
+from ._response_models import Declared, declare, route_problems
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -101,6 +107,7 @@ __all__ = [
     "TenantResolver",
     "UnitOfWorkDep",
     "add_exception_handlers",
+    "check_response_models",
     "filter_query",
     "get_database",
     "get_session",
@@ -114,6 +121,7 @@ __all__ = [
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 RepositoryT = TypeVar("RepositoryT", bound="Repository[Any]")
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 logger = logging.getLogger("herorepo")
 
@@ -286,56 +294,146 @@ sent (a failed commit becomes the response), rolled back if the endpoint raises.
 
 @overload
 def repository(
-    model: type[RepositoryT],
+    model: type[RepositoryT], *, load: Sequence[LoadSpec] = ()
 ) -> Callable[[UnitOfWork], Coroutine[Any, Any, RepositoryT]]: ...
 @overload
 def repository(
-    model: type[ModelT],
+    model: type[ModelT], *, load: Sequence[LoadSpec] = ()
 ) -> Callable[[UnitOfWork], Coroutine[Any, Any, Repository[ModelT]]]: ...
+@overload
 def repository(
-    model: Any,
-) -> Callable[[UnitOfWork], Coroutine[Any, Any, Repository[Any]]]:
+    model: type[ModelT], *, into: type[SchemaT]
+) -> Callable[[UnitOfWork], Coroutine[Any, Any, Projection[ModelT, SchemaT]]]: ...
+def repository(
+    model: Any, *, load: Sequence[LoadSpec] = (), into: type[BaseModel] | None = None
+) -> Callable[[UnitOfWork], Coroutine[Any, Any, Any]]:
     """Return a dependency that builds a repository on the request's unit of work.
 
     ::
 
         Heroes = Annotated[Repository[Hero], Depends(repository(Hero))]
         HeroRepo = Annotated[HeroRepository, Depends(repository(HeroRepository))]
+        Teams = Annotated[Repository[Team], Depends(repository(Team, load=[Team.heroes]))]
+        TeamsOut = Annotated[
+            Projection[Team, TeamPublicWithHeroes],
+            Depends(repository(Team, into=TeamPublicWithHeroes)),
+        ]
 
     All repositories of one request share its unit of work (and the endpoint's
     ``UnitOfWorkDep``, if it has one): one transaction, committed before the response is sent.
+    ``load`` and ``into`` say what the endpoint's reads give, which
+    :func:`check_response_models` compares with the route's response model.
 
     Args:
         model: A table model, or a ``Repository`` subclass bound to one.
+        load: Relationships every read of the repository loads (``with_load()``), as well
+            as those a read's own ``load=`` names.
+        into: Give ``repository(model).into(into)``: reads that return ``into`` schemas,
+            nested relationships included, instead of ORM objects.
 
     Raises:
-        ConfigurationError: ``model`` is neither a table model nor a repository class.
+        ConfigurationError: ``model`` is neither a table model nor a repository class, or
+            both ``load`` and ``into`` are given.
+        InvalidLoadError: a ``load`` spec is not a relationship of the model, or ``into``
+            cannot be read from it.
 
     .. versionadded:: 0.1.0
     """
     name = str(getattr(model, "__name__", model))
     if isinstance(model, type) and issubclass(model, Repository):
         repository_class: type[Repository[Any]] = cast("Any", model)
-        if getattr(repository_class, "model", None) is None:
+        bound: Any = getattr(repository_class, "model", None)
+        if bound is None:
             raise ConfigurationError(
                 f"{name} names no model; declare it as class {name}(Repository[Hero])."
             )
+        table_model: type[SQLModel] = bound
 
-        async def dependency(uow: UnitOfWorkDep) -> Repository[Any]:
-            return repository_class(uow.session)
+        def build(session: AsyncSession) -> Repository[Any]:
+            return repository_class(session)
 
     elif isinstance(model, type) and getattr(model, "__table__", None) is not None:
-        table_model: type[SQLModel] = model
+        table_model = model
 
-        async def dependency(uow: UnitOfWorkDep) -> Repository[Any]:
-            return Repository(uow.session, table_model)
+        def build(session: AsyncSession) -> Repository[Any]:
+            return Repository(session, table_model)
 
     else:
         raise ConfigurationError(
             f"repository() takes a table model or a Repository subclass, not {model!r}."
         )
+    if into is not None and load:
+        raise ConfigurationError(
+            "repository() takes load= or into=, not both: into= reads what its schema nests."
+        )
+    specs = tuple(load)
+    if into is not None:
+        schema = into
+        projection_plan(table_model, schema)  # refused now, not at the first request
+
+        async def dependency(uow: UnitOfWorkDep) -> Any:
+            return build(uow.session).into(schema)
+
+    elif specs:
+
+        async def dependency(uow: UnitOfWorkDep) -> Any:
+            return build(uow.session).with_load(*specs)
+
+    else:
+
+        async def dependency(uow: UnitOfWorkDep) -> Any:
+            return build(uow.session)
+
+    declare(dependency, Declared(table_model, specs, into))
     dependency.__name__ = f"{name}_repository"
     return dependency
+
+
+def check_response_models(app: FastAPI, *, exclude: Collection[str] = ()) -> None:
+    """Check that each route of ``app`` loads what its response model reads; call it at startup.
+
+    ::
+
+        app = FastAPI(lifespan=lifespan(db))
+        ...  # the routes
+        check_response_models(app)  # after the last route: at import, before serving
+
+    A response model that nests relationship schemas (``TeamPublicWithHeroes.heroes``) is
+    serialised from what the endpoint returns; an ORM object whose relationship was not loaded
+    would lazy-load then, which async code cannot do (``MissingGreenlet``, herorepo's
+    ``LazyLoadError``): a 500 at the first request. For each route whose response model (in a
+    list, a page or any other wrapper) holds schemas of a model with relationship fields, the
+    check finds the route's ``repository(Model, ...)`` dependencies, at any depth, and requires
+    that their ``load=`` (or their ``into=`` schema) covers every relationship chain the
+    response model reads.
+
+    It reads declarations, not endpoint code: it cannot see a ``load=`` passed to a single
+    read, a ``select()`` of your own on ``SessionDep``, or what a repository subclass's own
+    queries load. Such a route fails the check until it declares its loads on its repository
+    dependency, or is named in ``exclude``.
+
+    Args:
+        app: The app, with its routes added.
+        exclude: Routes to leave out, as ``"GET /teams/{team_id}"``.
+
+    Raises:
+        ConfigurationError: a route's response model needs relationships its repository
+            dependencies do not load; the message names each route and the missing loads.
+
+    .. versionadded:: 0.1.0
+    """
+    problems: list[str] = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in sorted(route.methods or ()):
+            label = f"{method} {route.path}"
+            problems += route_problems(label, route.response_model, route.dependant, exclude)
+    if problems:
+        raise ConfigurationError(
+            "Some response models need relationships that the routes' queries do not load:\n"
+            + "\n".join(f"- {problem}" for problem in problems)
+        )
 
 
 def filter_query(
