@@ -45,7 +45,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             start,
             f"Measured on {date.today().isoformat()} by `tests/scaling/test_{section}.py` on "
             f"loopback ({os.cpu_count()} cores, Python {platform.python_version()}, SQLAlchemy "
-            f"{version('sqlalchemy')}, asyncpg {version('asyncpg')}):",
+            f"{version('sqlalchemy')}, asyncpg {version('asyncpg')}, aiomysql "
+            f"{version('aiomysql')}):",
             "",
             "| measurement | result |",
             "|---|---|",
