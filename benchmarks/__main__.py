@@ -8,7 +8,9 @@ against the same calls with the filters written by hand, and rewrites the polici
 docs/benchmarks.md (which ``run`` and ``render`` keep, from benchmarks/results/policies.json).
 ``telemetry`` times ``Telemetry`` off, with the API only and with the SDK against no telemetry,
 and rewrites its section the same way (from benchmarks/results/telemetry.json); ``bulk`` times
-``insert_rows()`` against hand-written Core executemany (benchmarks/results/bulk.json).
+``insert_rows()`` against hand-written Core executemany (benchmarks/results/bulk.json); ``paths``
+times the documented reads (unit of work, projections, keyset) against hand-written SQLModel and
+Core (benchmarks/results/paths.json).
 Run it through ``nox -s bench`` (see noxfile.py).
 """
 
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import bulk, environment, importtime, policies, telemetry
+from . import bulk, environment, importtime, paths, policies, telemetry
 from .contenders import Env
 from .data import Sizes
 from .report import write_report
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     policies.add_parser(sub)
     telemetry.add_parser(sub)
     bulk.add_parser(sub)
-    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "bulk"}
+    paths.add_parser(sub)
+    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "bulk", "paths"}
     commands |= {"-h", "--help"}
     if not argv or argv[0] not in commands:
         argv = ["run", *argv]
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return telemetry.main(args)
     if args.what == "bulk":
         return bulk.main(args)
+    if args.what == "paths":
+        return paths.main(args)
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import bulk, policies, telemetry
+from . import bulk, paths, policies, telemetry
 from .contenders import ORDER
 from .contenders.base import PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
@@ -524,7 +524,7 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
     lines += _import_section(results.get("import_time"))
     # The policies', telemetry's and bulk sections have runs of their own (python -m benchmarks
     # policies, ... telemetry, ... bulk); the page keeps them, rendered from what those runs stored.
-    for section in (policies.SECTION, telemetry.SECTION, bulk.SECTION):
+    for section in (policies.SECTION, telemetry.SECTION, bulk.SECTION, paths.SECTION):
         stored = section.stored()
         if stored and lines[-1] != "":
             lines.append("")  # a blank line before the section's marker
