@@ -120,6 +120,7 @@ class HeroPublic(HeroBase):
 class HeroPage(SQLModel):
     items: list[HeroPublic]
     next_cursor: str | None
+    previous_cursor: str | None = None  # pass it as before= to read the page before
 
 
 class TeamCreate(TeamBase):
@@ -199,9 +200,15 @@ async def create_hero(
 async def read_heroes(heroes: HeroesOut, query: HeroQuery) -> HeroPage:
     """Heroes filtered by ``name``, ``age`` and ``team_id``, one keyset page at a time."""
     page = await heroes.keyset(
-        *query.where, order_by=query.order_by, after=query.after, limit=query.limit
+        *query.where,
+        order_by=query.order_by,
+        after=query.after,
+        before=query.before,
+        limit=query.limit,
     )
-    return HeroPage(items=page.items, next_cursor=page.next_cursor)
+    return HeroPage(
+        items=page.items, next_cursor=page.next_cursor, previous_cursor=page.previous_cursor
+    )
 
 
 @app.get("/heroes/{hero_id}")

@@ -35,7 +35,7 @@ COMPARISON = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "isnull")
 TEXT = ("contains", "icontains", "startswith", "istartswith")
 OPERATORS = COMPARISON + TEXT
 _ALIASES = {"lte": "le", "gte": "ge", "nin": "not_in", "is_null": "isnull"}
-_RESERVED = ("order_by", "limit", "offset", "after")
+_RESERVED = ("order_by", "limit", "offset", "after", "before")
 MAX_LIST_VALUES = 500
 
 
@@ -155,7 +155,8 @@ class FilterQuery:
         order_by: Sort keys (``"-age"`` style), for ``order_by=`` of pages and lists.
         limit: The page size asked for (bounded by the set's ``max_limit``), or its default.
         offset: Rows to skip, when given.
-        after: A keyset cursor, when given.
+        after: A keyset cursor (a page's ``next_cursor``), when given: the page after it.
+        before: A keyset cursor (a page's ``previous_cursor``), when given: the page before it.
 
     .. versionadded:: 0.1.0
     """
@@ -165,6 +166,7 @@ class FilterQuery:
     limit: int
     offset: int | None = None
     after: str | None = None
+    before: str | None = None
 
     @property
     def order_by_names(self) -> list[str]:
@@ -269,7 +271,8 @@ class FilterSet(Generic[ModelT]):
         """Parse query parameters into conditions, sort keys and paging.
 
         Keys are ``field`` (equality) or ``field__operator``; ``order_by`` is a comma-separated
-        list of fields, ``-`` for descending; ``limit``, ``offset`` and ``after`` page.
+        list of fields, ``-`` for descending; ``limit``, ``offset``, ``after`` and ``before``
+        page (``after`` and ``before`` together are refused).
 
         Raises:
             InvalidFilterError: a field, operator, value or sort key is not allowed or invalid.
@@ -279,6 +282,7 @@ class FilterSet(Generic[ModelT]):
         limit = self.default_limit
         offset: int | None = None
         after: str | None = None
+        before: str | None = None
         for key, raw in params.items():
             values = [raw] if isinstance(raw, str) else list(raw)
             if key == "order_by":
@@ -289,9 +293,15 @@ class FilterSet(Generic[ModelT]):
                 offset = _bounded_int("offset", values, 0, None)
             elif key == "after":
                 after = values[-1] if values else None
+            elif key == "before":
+                before = values[-1] if values else None
             else:
                 where.append(self._condition(key, values))
-        return FilterQuery(tuple(where), tuple(order_by), limit, offset, after)
+        if after is not None and before is not None:
+            raise InvalidFilterError(
+                "Pass after= (the next page) or before= (the previous page), not both."
+            )
+        return FilterQuery(tuple(where), tuple(order_by), limit, offset, after, before)
 
     def _condition(self, key: str, values: list[str]) -> ColumnElement[bool]:
         field, _, op = key.partition("__")

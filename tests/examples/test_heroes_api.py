@@ -169,6 +169,13 @@ async def test_listing_pages_with_cursors(client: httpx.AsyncClient) -> None:
     assert pages == 3
     # Oldest first; the hero without an age comes last.
     assert seen == ["Rusty-Man", "Dr. Weird", "Tarantula", "Deadpond", "Spider-Boy"]
+    # And back again with before=, from the last page to the first.
+    back: list[list[str]] = [[hero["name"] for hero in page["items"]]]
+    while page["previous_cursor"] is not None:
+        params = {"order_by": "-age", "limit": 2, "before": page["previous_cursor"]}
+        page = (await client.get("/heroes/", params=params)).json()
+        back.insert(0, [hero["name"] for hero in page["items"]])
+    assert back == [["Rusty-Man", "Dr. Weird"], ["Tarantula", "Deadpond"], ["Spider-Boy"]]
 
 
 async def test_listing_filters(client: httpx.AsyncClient) -> None:
@@ -246,6 +253,7 @@ async def test_listing_parameters_are_in_the_openapi_schema(
         "order_by": "string",
         "limit": "integer",
         "after": "string",  # keyset pages: no offset
+        "before": "string",
     }
 
 

@@ -418,7 +418,9 @@ async def test_filter_query_keeps_repeated_parameters(client: httpx.AsyncClient)
 async def test_filter_query_lists_its_parameters_in_openapi(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     params = {p["name"]: p for p in paths["/items/"]["get"]["parameters"]}
-    assert list(params) == ["name", "name__in", "qty__ge", "order_by", "limit", "offset", "after"]
+    assert list(params) == [
+        *("name", "name__in", "qty__ge", "order_by", "limit", "offset", "after", "before")
+    ]
     assert all(p["in"] == "query" and not p["required"] for p in params.values())
     assert params["name"]["schema"]["type"] == "string"
     assert params["name__in"]["schema"]["items"] == {"type": "string"}
@@ -430,6 +432,7 @@ async def test_filter_query_lists_its_parameters_in_openapi(client: httpx.AsyncC
     assert (limit["default"], limit["minimum"], limit["maximum"]) == (50, 1, 500)
     assert params["offset"]["schema"]["minimum"] == 0
     assert params["after"]["schema"]["type"] == "string"
+    assert params["before"]["schema"]["type"] == "string"
     offset_paged = [p["name"] for p in paths["/item-pages/"]["get"]["parameters"]]
     assert offset_paged == ["name", "name__in", "qty__ge", "order_by", "limit", "offset"]
 
@@ -464,6 +467,9 @@ async def test_filter_query_pages_by_offset_only_when_asked(client: httpx.AsyncC
     response = await client.get("/item-pages/", params={"after": "x"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["msg"] == "This list pages with offset=, not after=."
+    response = await client.get("/item-pages/", params={"before": "x"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "This list pages with offset=, not before=."
 
 
 # --- background tasks ----------------------------------------------------------------------------

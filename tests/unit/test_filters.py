@@ -50,6 +50,9 @@ def test_invalid_filter_values_are_clear_errors(params: dict[str, str], message:
 def test_filter_query_paging_and_defaults() -> None:
     query = HERO_FILTERS.parse({"limit": "3", "offset": "6", "after": "abc", "order_by": "-age"})
     assert (query.limit, query.offset, query.after, query.order_by_names) == (3, 6, "abc", ["-age"])
+    assert (query.before, HERO_FILTERS.parse({"before": "xyz"}).before) == (None, "xyz")
+    with pytest.raises(InvalidFilterError, match="not both"):
+        HERO_FILTERS.parse({"after": "abc", "before": "xyz"})
     assert HERO_FILTERS.parse({}).limit == 5
     assert HERO_FILTERS.allowed["team_id"] == ["eq", "in", "isnull"]
 

@@ -22,8 +22,9 @@ __all__ = ["PAGING_ONLY", "query_parameters"]
 PAGING_ONLY = {
     "offset": "Pass after=<next_cursor of the previous page>, not offset.",
     "after": "This list pages with offset=, not after=.",
+    "before": "This list pages with offset=, not before=.",
 }
-_RESERVED = ("order_by", "limit", "offset", "after")  # FilterSet.parse's own parameters
+_RESERVED = ("order_by", "limit", "offset", "after", "before")  # FilterSet.parse's own
 _MEANING = {
     "eq": "{field} equals this value.",
     "ne": "{field} differs from this value.",
@@ -92,6 +93,7 @@ def query_parameters(filter_set: FilterSet[Any], paging: str | None) -> list[tup
         add("offset", int, ge=0, le=10**12 - 1, description="How many rows to skip.")
     if paging != "offset":
         add("after", str, description="The cursor of the previous page, to read the next one.")
+        add("before", str, description="The cursor of the next page, to read the previous one.")
     return found
 
 

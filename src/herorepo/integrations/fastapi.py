@@ -458,8 +458,9 @@ def filter_query(
 
     Args:
         filter_set: The fields, operators and sort keys the endpoint allows.
-        paging: ``"keyset"`` to page with ``after`` only, ``"offset"`` with ``offset`` only; the
-            other parameter is left out of the schema and refused. Both when omitted.
+        paging: ``"keyset"`` to page with ``after`` / ``before`` only, ``"offset"`` with
+            ``offset`` only; the other parameters are left out of the schema and refused. All
+            when omitted.
 
     .. versionadded:: 0.1.0
     """
@@ -469,14 +470,15 @@ def filter_query(
         )
         for number, (annotation, default) in enumerate(query_parameters(filter_set, paging))
     ]
-    refused = {"keyset": "offset", "offset": "after"}.get(paging or "")
+    refused = {"keyset": ("offset",), "offset": ("after", "before")}.get(paging or "", ())
 
     async def dependency(connection: HTTPConnection, **validated: object) -> FilterQuery:
         # FastAPI has validated the declared parameters; the set parses the raw query string
         # too, so that it refuses the parameters it does not allow.
         params = connection.query_params
-        if refused is not None and refused in params:
-            raise InvalidFilterError(PAGING_ONLY[refused])
+        for name in refused:
+            if name in params:
+                raise InvalidFilterError(PAGING_ONLY[name])
         return filter_set.parse({key: params.getlist(key) for key in params})
 
     connection = inspect.Parameter(
