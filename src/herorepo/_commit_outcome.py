@@ -408,6 +408,10 @@ def record_no_commit_outcome(engine: Engine) -> None:
     _NOT_RECORDED.add(engine.dialect)
 
 
+# MySQL errors that mean the user may not create the table: no point asking again.
+_NO_PRIVILEGE = {1044, 1142, 1227}
+
+
 def install_commit_markers(engine: Engine) -> None:
     """Create the marker table, if missing, when ``engine`` (MySQL/MariaDB) first connects.
 
@@ -421,33 +425,48 @@ def install_commit_markers(engine: Engine) -> None:
             return
         cursor = dbapi_connection.cursor()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "already exists" when another process won
-                cursor.execute(
-                    "SELECT count(*) FROM information_schema.tables "
-                    "WHERE table_schema = DATABASE() AND table_name = %s",
-                    (MARKER_TABLE,),
-                )
-                exists = bool(cursor.fetchone()[0])
-                dbapi_connection.commit()
-                if not exists:
-                    cursor.execute(_CREATE_MARKERS)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "already exists" when another process won
+                    cursor.execute(
+                        "SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_schema = DATABASE() AND table_name = %s",
+                        (MARKER_TABLE,),
+                    )
+                    exists = bool(cursor.fetchone()[0])
+                    dbapi_connection.commit()
+                    if not exists:
+                        cursor.execute(_CREATE_MARKERS)
+            except Exception as error:
+                dbapi_connection.rollback()
+                code = error.args[0] if error.args else None
+                if code in _NO_PRIVILEGE:  # for good: say so once
+                    _MARKERS_READY[engine.dialect] = False
+                    logger.warning(
+                        "herorepo: cannot create the table %s (%s); the outcome of a COMMIT "
+                        "whose connection is lost will be unknown on this database.",
+                        MARKER_TABLE,
+                        error,
+                    )
+                else:  # a lock wait, a restart...: the next connection tries again
+                    logger.warning(
+                        "herorepo: could not check the table %s (%s); trying again at the next "
+                        "connection.",
+                        MARKER_TABLE,
+                        error,
+                    )
+                return
+            _MARKERS_READY[engine.dialect] = True
+            try:
                 # Rows of connections gone for a day; no gap locks, so writers do not wait.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 cursor.execute(
                     "DELETE FROM herorepo_commit_markers WHERE written_at < NOW() - INTERVAL 1 DAY"
                 )
                 dbapi_connection.commit()
-            _MARKERS_READY[engine.dialect] = True
-        except Exception as error:
-            dbapi_connection.rollback()
-            _MARKERS_READY[engine.dialect] = False
-            logger.warning(
-                "herorepo: cannot create the table %s (%s); the outcome of a COMMIT whose "
-                "connection is lost will be unknown on this database.",
-                MARKER_TABLE,
-                error,
-            )
+            except Exception as error:  # housekeeping only: the markers work without it
+                dbapi_connection.rollback()
+                logger.info("herorepo: could not delete old commit markers (%s)", error)
         finally:
             cursor.close()
 

@@ -344,7 +344,7 @@ def record_error(span: trace.Span, error: BaseException) -> None:
 def _status_code(dialect: str, orig: BaseException | None) -> str | None:
     """``db.response.status_code``, as each system's conventions define it: PostgreSQL's
     SQLSTATE, MySQL's and MariaDB's error number, SQLite's error name."""
-    if dialect == "mysql":
+    if dialect in ("mysql", "mariadb"):
         args = getattr(orig, "args", ())
         return str(args[0]) if args and isinstance(args[0], int) else None
     found = getattr(orig, "sqlstate" if dialect == "postgresql" else "sqlite_errorname", None)

@@ -196,7 +196,7 @@ class RepositoryRows(RepositoryReads[ModelT]):
                 "Every upserted row needs values for the same fields, including the conflict "
                 f"columns {conflict}."
             )
-        self._check_conflict_values(checked, target)
+        self._check_conflict_values(checked, builtins.list(conflict))  # rows hold field names
         policies = self._policies()
         owner = policies.tenant_column(self._info.mapper) if policies else None
         owner = names[owner] if owner is not None else None

@@ -35,7 +35,9 @@ class RetryPolicy:
         retry_on: Errors that trigger another run. Only errors after which a fresh run is safe
             belong here. A :class:`~herorepo.CommitInterruptedError` with ``committed=False``
             (the connection was lost during COMMIT, and the server rolled back) is always
-            retried; one with ``committed=None`` (outcome unknown) only if listed here. Any
+            retried; one with ``committed=None`` (outcome unknown) only if
+            ``CommitInterruptedError`` itself is listed here (``ConnectionLostError`` is not
+            enough). Any
             other :class:`~herorepo.ConnectionLostError` (:class:`~herorepo.CannotConnectError`
             included, unless its ``refused`` says the login itself was turned down) is always
             retried too: the connection was lost, or never made, before COMMIT was sent, and
@@ -105,10 +107,14 @@ def _not_retried(error: BaseException, policy: RetryPolicy) -> bool:
     # Retried whatever retry_on says, as nothing of it was saved: a COMMIT found rolled back,
     # and a connection lost (or never made) before COMMIT was sent. A loss during COMMIT is
     # always a CommitInterruptedError (see UnitOfWork._commit).
+    if isinstance(error, CommitInterruptedError):
+        # A COMMIT that may have committed runs again only if retry_on names this class itself
+        # (or a subclass): listing ConnectionLostError must not repeat committed work.
+        if error.committed is False:
+            return False
+        return not any(issubclass(kind, CommitInterruptedError) for kind in policy.retry_on)
     if isinstance(error, policy.retry_on):
         return False
-    if isinstance(error, CommitInterruptedError):
-        return error.committed is not False
     if isinstance(error, CannotConnectError):
         return error.refused  # a wrong password or database stays wrong
     return not isinstance(error, ConnectionLostError)

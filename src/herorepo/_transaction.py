@@ -419,8 +419,19 @@ def _handle_error(context: ExceptionContext) -> None:
     state.fail(error, whole=context.statement is None)
 
 
-# Statements that do not write, by their first word; anything else is taken to write.
-_NOT_WRITES = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "SHOW", "BEGIN", "START")
+# Statements that do not write, by their first word; anything else is taken to write. A SELECT
+# only when SQLAlchemy built it: one written by hand (text(), exec_driver_sql) may call a
+# function that writes (SELECT create_order(...), setval, SELECT ... INTO).
+_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "SHOW", "BEGIN", "START")
+
+
+def _may_write(statement: str, context: Any) -> bool:
+    first = statement.lstrip()[:9].upper()
+    if first.startswith(_CONTROL):
+        return False
+    if first.startswith("SELECT"):
+        return context.compiled is None or bool(context.is_text)
+    return True
 
 
 def _skip_futile_savepoint_rollback(cursor: Any, statement: str, *args: Any) -> bool:
@@ -435,7 +446,7 @@ def _skip_futile_savepoint_rollback(cursor: Any, statement: str, *args: Any) -> 
     state: TransactionState | None = getattr(args[-1].root_connection, _ON_CONNECTION, None)
     if state is None:
         return False
-    if not state.wrote and not statement.lstrip()[:9].upper().startswith(_NOT_WRITES):
+    if not state.wrote and _may_write(statement, args[-1]):
         state.wrote = True
     if not statement.startswith("ROLLBACK TO SAVEPOINT"):
         return False

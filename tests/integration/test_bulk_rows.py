@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import Column, String, select
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 
 from herorepo import (
     AuditColumns,
@@ -383,3 +385,34 @@ async def test_a_version_column_is_protected(write_db: Database) -> None:
             await uow.repository(Account).insert_rows([{"owner": "a", "version": 3}])
         await uow.repository(Account).insert_rows([{"owner": "a"}])
     assert [r["version"] for r in await rows_of(write_db, Account)] == [1]
+
+
+class _Renamed(SQLModel, registry=registry()):
+    pass
+
+
+class Item(_Renamed, table=True):
+    """A conflict column whose database name differs from its field name."""
+
+    __tablename__ = "hr_bulk_renamed"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=Column("item_code", String(20), unique=True, nullable=False))
+    qty: int = 0
+
+
+async def test_upsert_rows_on_a_column_named_otherwise_in_the_database(write_db: Database) -> None:
+    await write_db.create_all(_Renamed.metadata)
+    try:
+        for qty in (5, 7):
+            async with write_db.unit_of_work() as uow:
+                items = uow.repository(Item)
+                await items.upsert_rows([{"code": "a", "qty": qty}], conflict=["code"])
+        async with write_db.unit_of_work() as uow:
+            assert [(i.code, i.qty) for i in await uow.repository(Item).list()] == [("a", 7)]
+        with pytest.raises(InvalidDataError, match=r"same conflict values \(code\)"):
+            async with write_db.unit_of_work() as uow:
+                rows = [{"code": "b", "qty": 1}, {"code": "b", "qty": 2}]
+                await uow.repository(Item).upsert_rows(rows, conflict=["code"])
+    finally:
+        await write_db.drop_all(_Renamed.metadata)

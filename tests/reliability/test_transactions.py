@@ -8,14 +8,17 @@ import itertools
 import pytest
 
 from herorepo import (
+    CommitInterruptedError,
     ConcurrentUpdateError,
     ConfigurationError,
+    ConnectionLostError,
     Database,
     DeadlockError,
     InvalidDataError,
     Repository,
     RetriesExhaustedError,
     RetryPolicy,
+    TransientError,
     UniqueViolationError,
     UnitOfWork,
 )
@@ -81,6 +84,33 @@ async def test_run_does_not_retry_other_errors(db: Database) -> None:
     with pytest.raises(UniqueViolationError):
         await db.run(work)
     assert calls == 1
+
+
+@pytest.mark.parametrize("committed", [None, False])
+async def test_a_commit_that_may_have_committed_is_retried_only_when_asked_by_name(
+    db: Database, committed: bool | None
+) -> None:
+    # Listing ConnectionLostError, the parent class, must not run committed work again.
+    calls = 0
+
+    async def work(uow: UnitOfWork) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise CommitInterruptedError(committed=committed, detail="cut in a test")
+
+    broad = RetryPolicy(retry_on=(TransientError, ConnectionLostError), base_delay=0)
+    if committed is None:
+        with pytest.raises(CommitInterruptedError):
+            await db.run(work, retry=broad)
+        assert calls == 1
+        named = RetryPolicy(retry_on=(TransientError, CommitInterruptedError), base_delay=0)
+        calls = 0
+        await db.run(work, retry=named)
+        assert calls == 2
+    else:  # found rolled back: run again whatever retry_on says
+        await db.run(work, retry=RetryPolicy(base_delay=0))
+        assert calls == 2
 
 
 async def test_run_inside_an_open_unit_of_work_runs_once_and_does_not_retry(db: Database) -> None:
