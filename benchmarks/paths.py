@@ -29,7 +29,6 @@ bench`` puts the section back from that file when it rewrites the page).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -51,10 +50,10 @@ from .sections import (
     DASH,
     TIMES,
     Section,
+    each_backend,
     fmt,
     interleaved,
     last_run,
-    log,
     op_sizes,
     paired,
     server_version,
@@ -578,15 +577,5 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
 
 
-def _measure(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
-    async def run_all() -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for backend, url in urls.items():
-            found[backend] = await run_backend(backend, url, args.scale, args.seed, log)
-        return found
-
-    return {"backends": asyncio.run(run_all())}
-
-
 def main(args: argparse.Namespace) -> int:
-    return SECTION.main(args, _measure)
+    return SECTION.main(args, each_backend(run_backend))

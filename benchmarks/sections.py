@@ -11,12 +11,13 @@ it measures and how its tables render. Also here: what both measure and render w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,25 @@ TIMES = "\u00d7"
 DASH = "\u2013"
 
 Measure = Callable[[argparse.Namespace, dict[str, str]], dict[str, Any]]
+RunBackend = Callable[[str, str, float, int, Callable[[str], None]], Awaitable[dict[str, Any]]]
+
+
+def each_backend(run_backend: RunBackend) -> Measure:
+    """A :data:`Measure` that runs ``run_backend(backend, url, scale, seed, log)`` on each
+    backend in turn and keeps what each returns under ``"backends"``."""
+
+    def measure(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
+        async def run_all() -> dict[str, Any]:
+            return {
+                backend: await run_backend(backend, url, args.scale, args.seed, log)
+                for backend, url in urls.items()
+            }
+
+        return {"backends": asyncio.run(run_all())}
+
+    return measure
+
+
 """``(args, urls)``: the results of a run on the backends' URLs, without the run's ``meta``."""
 
 
