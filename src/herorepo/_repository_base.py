@@ -252,20 +252,6 @@ class RepositoryBase(Generic[ModelT]):
             return [primary_key[0].in_(part) for part in parts]
         return [tuple_(*primary_key).in_([tuple(k) for k in part]) for part in parts]
 
-    async def _keyset_page(
-        self,
-        fetch: Callable[[builtins.list[Any], builtins.list[Any], int], Awaitable[Sequence[RowT]]],
-        values_of: Callable[[RowT], builtins.list[Any]],
-        keys: builtins.list[SortKey],
-        conditions: builtins.list[Any],
-        after: str | None,
-        limit: int,
-    ) -> tuple[Sequence[RowT], str | None]:
-        """One page after cursor ``after`` and the next page's cursor: :meth:`_keyset_window`
-        forwards only."""
-        window = await self._keyset_window(fetch, values_of, keys, conditions, after, None, limit)
-        return window.items, window.next_cursor
-
     async def _keyset_window(
         self,
         fetch: Callable[[builtins.list[Any], builtins.list[Any], int], Awaitable[Sequence[RowT]]],
