@@ -137,7 +137,8 @@ async def probe_commit(session: AsyncSession, tx: TransactionState) -> CommitPro
     Raises:
         CommitInterruptedError: the connection was lost while recording (nothing committed).
     """
-    await session.flush()  # the writes COMMIT would flush come before the record
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # the writes COMMIT would flush come before the record
     backend = session.get_bind().dialect.name
     if tx.shares_connection or backend == "sqlite":
         return None  # a test's outer transaction (no real COMMIT), or an outcome always known

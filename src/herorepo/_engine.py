@@ -51,7 +51,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError, DisconnectionError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool, PoolResetState
+from sqlalchemy.util import await_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._cancel import install_sqlite_stop, interrupt_on_cancel
@@ -63,7 +64,7 @@ from ._nodes import NodeConnector
 from ._query_tags import QueryTags, install_query_tags
 from ._session import GuardedSession
 from ._slow_log import install_slow_statement_log
-from ._transaction import install_connection_hooks
+from ._transaction import COMMITTED, install_connection_hooks
 from ._translate import translate_driver_error
 from ._url import Backend, is_sqlite_memory, redact, resolve_url
 
@@ -349,6 +350,8 @@ def create_engine(
         connector = NodeConnector(resolved, nodes, options["connect_args"])
         options["async_creator"] = connector
 
+    # herorepo's hook below rolls back at check-in instead, skipping it after a clean COMMIT.
+    options["pool_reset_on_return"] = None
     try:
         engine = create_async_engine(resolved, **options)
     except ArgumentError as exc:
@@ -365,6 +368,7 @@ def create_engine(
     event.listen(engine.sync_engine, "handle_error", interrupt_on_cancel)
     event.listen(engine.sync_engine, "handle_error", translate_driver_error)
     install_connection_hooks(engine.sync_engine)  # after the translator: it sees herorepo errors
+    _install_reset(engine)
     if pre_ping:
         _install_pre_ping(engine, config.pool_ping_idle)
     if config.slow_statement is not None:
@@ -412,6 +416,34 @@ def _begin_mysql_read_only(connection: Any) -> None:
     if connection.get_execution_options().get(READ_ONLY_OPTION):
         connection.exec_driver_sql("START TRANSACTION READ ONLY")
 
+
+def _install_reset(engine: AsyncEngine) -> None:
+    """Roll back a connection as the pool takes it back, unless a COMMIT just ended its work.
+
+    SQLAlchemy's own reset (``pool_reset_on_return="rollback"``) sends a ROLLBACK at every
+    check-in, even right after a COMMIT: a round trip on MySQL and a thread hop on SQLite for
+    each unit of work. A unit of work whose COMMIT succeeded marks its connections
+    (:data:`~herorepo._transaction.COMMITTED`); every other check-in rolls back as before.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+        committed = record.info.pop(COMMITTED, False)
+        if state.terminate_only or not getattr(state, "asyncio_safe", True):
+            return  # the connection is being discarded, or cannot be used here (garbage)
+        if committed or state.transaction_was_reset:
+            return
+        dialect.do_rollback(dbapi_connection)
+
+    # The mark is set after the COMMIT, as the session hands the connection back: the very
+    # next check-in takes it (also when the connection is being discarded), so it never
+    # outlives that check-in.
+    event.listen(pool, "reset", reset)
+
+
+_BEGIN_WITH = "herorepo_begin_with"
+"""Key in a SQLite connection's ``info``: the BEGIN statement its transaction starts with."""
 
 _IDLE_SINCE = "herorepo_idle_since"
 """Key in a pooled connection's ``info``: when it was last checked in (unset while fresh)."""
@@ -503,12 +535,19 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
             )
             info[_QUERY_ONLY] = read_only
         mode = options.get(SQLITE_BEGIN_OPTION)
-        if mode == "immediate":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif mode == "deferred":
-            connection.exec_driver_sql("BEGIN")
-        else:
+        if mode is None:
             connection.herorepo_begin_pending = True
+        else:  # sent by do_begin() below, right after this hook
+            info[_BEGIN_WITH] = "BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN"
+
+    def do_begin(dbapi_connection: Any) -> None:
+        # SQLAlchemy calls this right after the "begin" hook, and routes its errors through the
+        # engine's error hooks (a busy database becomes herorepo's error, a cancellation stops
+        # the wait). One thread hop on aiosqlite, where exec_driver_sql() takes three (cursor,
+        # execute, close): on SQLite a unit of work's cost is counted in hops.
+        statement = dbapi_connection.info.pop(_BEGIN_WITH, None)
+        if statement is not None:
+            await_(dbapi_connection.driver_connection.execute(statement))
 
     def before_cursor_execute(connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
         # A transaction without a mode begins at its first statement that is not a SELECT:
@@ -526,6 +565,7 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+    setattr(engine.sync_engine.dialect, "do_begin", do_begin)  # this engine's dialect only  # noqa: B010
     event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
 
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Select, Table, false, func, select
 from sqlalchemy.orm import (
@@ -385,10 +385,16 @@ class Policies:
 
     def now(self, session: Session) -> datetime:
         """The transaction's time: every write of one transaction gets the same instant."""
-        clock = session.info.get(_CLOCK_KEY)
-        if clock is None:
-            clock = session.info[_CLOCK_KEY] = datetime.now(timezone.utc)
-        return clock
+        # Kept with the session transaction it belongs to: the next transaction gets its own.
+        # (Not reset when a connection begins: a unit of work takes its connection at its first
+        # statement, after the first flush has read the clock.)
+        transaction = session.get_transaction()
+        kept = session.info.get(_CLOCK_KEY)
+        if kept is not None and kept[0] is transaction:
+            return cast("datetime", kept[1])
+        now = datetime.now(timezone.utc)
+        session.info[_CLOCK_KEY] = (transaction, now)
+        return now
 
     def _stamps(
         self, session: Session, model: _ModelPolicies, names: Sequence[str]
@@ -548,7 +554,6 @@ def set_row_level_tenant(
     policies = _policies(session)
     if policies is None:
         return
-    session.info.pop(_CLOCK_KEY, None)  # a new transaction, a new clock
     scope = policies.tenant
     if scope is None or not scope.row_level_security or connection.dialect.name != "postgresql":
         return

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class QueryLog:
     """The SQL statements run inside :func:`count_queries`, transaction control left out.
 
-    ``BEGIN``, ``COMMIT``, ``ROLLBACK``, ``SAVEPOINT`` and ``RELEASE`` are not counted: a unit
-    of work adds them whatever the code inside does.
+    ``BEGIN``, ``START TRANSACTION``, ``COMMIT``, ``ROLLBACK``, ``SAVEPOINT``, ``RELEASE`` and
+    SQLite's ``PRAGMA query_only`` are not counted: a unit of work adds them (at its first
+    statement) whatever the code inside does.
     """
 
     statements: list[str] = field(default_factory=list[str])
@@ -44,7 +45,10 @@ class QueryLog:
         return "\n".join(lines) or "(no statements)"
 
 
-_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+_TRANSACTION_CONTROL = re.compile(
+    r"\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA\s+query_only)\b",
+    re.IGNORECASE,
+)
 
 
 def sync_engine(target: Database | AsyncEngine) -> Any:

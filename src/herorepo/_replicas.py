@@ -389,6 +389,7 @@ class RoutedUnitOfWork(UnitOfWork):
         while True:
             replica = await self._router.choose(skip=failed)
             self._sessionmaker = replica.sessionmaker if replica else self._router.primary
+            self._connect_at_start = replica is not None  # a replica down is skipped here
             try:
                 return await super().__aenter__()
             except ConnectionLostError as exc:

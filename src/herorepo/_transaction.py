@@ -75,6 +75,11 @@ __all__ = [
 TX_KEY = "herorepo_transaction"
 """Key of the :class:`TransactionState` in a session's ``info``."""
 
+COMMITTED = "herorepo_committed"
+"""Key in a pooled connection's ``info``: its unit of work's COMMIT succeeded and nothing ran on
+it since, so the pool need not send a ROLLBACK when it takes it back (``_engine``'s reset hook).
+On MySQL and SQLite that ROLLBACK is a round trip (a thread hop) on every unit of work."""
+
 _ON_CONNECTION = "herorepo_transaction"  # attribute of the Connection that runs it
 
 Callback = Callable[[], object]
@@ -110,6 +115,7 @@ class TransactionState:
     __slots__ = (
         "_busy",
         "_callbacks",
+        "_connections",
         "_levels",
         "_released",
         "_shared",
@@ -148,6 +154,7 @@ class TransactionState:
         self._busy: greenlet.greenlet | None = None
         self.shares_connection = False  # the session is bound to a connection that outlives it
         self._shared: list[Connection] = []
+        self._connections: list[Connection] = []  # those of the current transaction
         self.name: str | None = None  # the unit of work's name, for query tags
 
     def __repr__(self) -> str:
@@ -172,6 +179,8 @@ class TransactionState:
         setattr(connection, _ON_CONNECTION, self)
         if self.shares_connection and connection not in self._shared:
             self._shared.append(connection)
+        if connection not in self._connections:
+            self._connections.append(connection)
 
     async def settle(self) -> None:
         """Wait until no other task is running a statement on this transaction.
@@ -225,12 +234,25 @@ class TransactionState:
         self.done_callbacks.extend(self._callbacks[0])
         self._reset()
 
+    def mark_committed_connections(self) -> None:
+        """Tell the pool that the connections just committed need no ROLLBACK at check-in.
+
+        Only when the session hands them back right away: a connection that outlives the session
+        (herorepo.testing's) goes on with other work.
+        """
+        if not self.shares_connection:
+            for connection in self._connections:
+                if not connection.closed and not connection.invalidated:
+                    connection.info[COMMITTED] = True
+        self._connections.clear()
+
     def rolled_back(self) -> None:
         if self.state is not State.CLOSED:
             self.state = State.ROLLED_BACK
         self._reset()
 
     def _reset(self) -> None:
+        self._connections.clear()
         self.failure = None
         self.failed_at = 0
         self.whole = False
@@ -341,6 +363,7 @@ def after_commit(session: Session) -> None:
         return
     nested = session.get_nested_transaction()
     if nested is None:
+        state.mark_committed_connections()
         state.committed()
     else:
         state.releasing(nested)

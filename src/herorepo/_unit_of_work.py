@@ -143,6 +143,9 @@ class UnitOfWork:
         self._independent = independent
         self._options = _begin_options(sessionmaker, isolation_level, read_only)
         self._forbid_commit = False  # Database.run(): only the final COMMIT
+        # Take the connection at ``async with`` rather than at the first statement: a replica's
+        # unit of work does, so that an unreachable replica is skipped before the block runs.
+        self._connect_at_start = False
         self._phase = _Phase.NEW
         self._session: AsyncSession | None = None
         self._tx: TransactionState | None = None
@@ -336,15 +339,22 @@ class UnitOfWork:
         tx.name = self.name  # query tags read it from the connection, flushes at commit too
         session.sync_session.info.update(self._session_info)
         session.sync_session.info[TX_KEY] = tx
-        try:
-            await session.begin()
-            # The connection is taken now, and shielded: a cancellation that lands while the
-            # pool hands it out would otherwise leave it checked out with no owner.
-            await _shielded(session.connection())
-        except BaseException:
-            tx.close()
-            await _shielded(session.close())
-            raise
+        # No I/O here: the connection is taken, and BEGIN sent, by the first statement, inside
+        # SQLAlchemy's checkout, which hands a connection back to the pool if a cancellation
+        # lands there. A unit of work that runs no statement costs no round trip.
+        session.sync_session.begin()
+        first = isinstance(bind, AsyncEngine) and bind.dialect.server_version_info is None
+        if first or self._connect_at_start:
+            # Otherwise the first statement takes the connection. The engine's first connection
+            # is made now: SQLAlchemy learns the server's version and features from it, which
+            # statements built before any SQL need (whether an INSERT of many rows may use
+            # RETURNING on MariaDB).
+            try:
+                await _shielded(session.connection())
+            except BaseException:
+                tx.close()
+                await _shielded(session.close())
+                raise
         self._session, self._tx = session, tx
 
     # --- leaving -------------------------------------------------------------------------------
@@ -376,28 +386,36 @@ class UnitOfWork:
                 tx.read_only_joins -= 1
             await _leave_savepoint(self._savepoint, tx, failed=exc_type is not None, joined=True)
             return
-        callbacks: list[Callable[[], object]] = []
+        if exc_type is None and tx.failure is None:
+            tx.final = True
+            # Once COMMIT is under way it runs to its end, and the session is closed: a
+            # cancellation arriving now is delivered afterwards, so the outcome is never half
+            # known to this client and the connection always goes back to the pool. One
+            # shielded step (one task), the only one on a unit of work's usual path.
+            await _shielded(self._commit_and_close(session, tx))
+            await _run_callbacks(tx.take_done_callbacks())
+            return
         try:
             failure = tx.failure
             if exc_type is not None:
                 tx.close()  # no statement of this block runs after the rollback
                 await _shielded(tx.settle())
                 await _rollback_quietly(session)
-            elif failure is not None:
+            else:
                 await _rollback_quietly(session)
                 raise TransactionError(_failed_at_exit(tx)) from failure
-            else:
-                tx.final = True
-                # Once COMMIT is under way it runs to its end: a cancellation arriving now is
-                # delivered afterwards, so the outcome is never half known to this client.
-                await _shielded(self._commit(session))
-                callbacks = tx.take_done_callbacks()
         finally:
             tx.close()
             # close() returns the connection to the pool; shielded so that a cancellation
             # arriving now cannot leave it checked out.
             await _shielded(session.close())
-        await _run_callbacks(callbacks)
+
+    async def _commit_and_close(self, session: AsyncSession, tx: TransactionState) -> None:
+        try:
+            await self._commit(session)
+        finally:
+            tx.close()
+            await session.close()
 
     def _forget(self) -> None:
         """Stop being the task's open unit of work."""

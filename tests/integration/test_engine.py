@@ -204,7 +204,8 @@ async def test_units_of_work_on_the_memory_database_take_turns() -> None:
 async def test_a_session_inside_another_on_the_memory_database_says_why_it_waits() -> None:
     async with Database("sqlite+aiosqlite:///:memory:", EngineConfig(pool_timeout=0.2)) as db:
         await db.create_all(metadata)
-        async with db.unit_of_work():
+        async with db.unit_of_work() as uow:
+            await uow.session.connection()  # taken at the first statement
             with pytest.raises(PoolTimeoutError, match="in-memory SQLite database has a single"):
                 async with db.session() as session:  # a unit of work would join instead
                     await session.connection()

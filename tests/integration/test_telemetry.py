@@ -424,10 +424,11 @@ async def test_pool_timeouts_are_counted(db: Database) -> None:
     small = EngineConfig(pool_size=1, max_overflow=0, pool_timeout=0.2)
     async with Database(db.url, small, telemetry=config) as limited:
         traced = Traced(limited, InMemorySpanExporter(), reader)
-        async with limited.unit_of_work():
+        async with limited.unit_of_work() as uow:
+            await uow.session.connection()  # a unit of work takes one at its first statement
             with pytest.raises(PoolTimeoutError):
-                async with limited.unit_of_work(independent=True, read_only=True):
-                    pass
+                async with limited.unit_of_work(independent=True, read_only=True) as other:
+                    await other.session.connection()
         (timeouts,) = traced.points("db.client.connection.timeouts")
         assert timeouts.value == 1
 

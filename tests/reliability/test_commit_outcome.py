@@ -82,8 +82,9 @@ async def proxied(server_backend: str) -> AsyncIterator[Proxied]:
     direct = Database(url, connect_args=CONNECT_ARGS[server_backend])  # type: ignore[arg-type]
     await direct.create_all(Base.metadata)
     try:
-        async with db.unit_of_work():
-            pass  # connected once: the marker table exists, later connections send no COMMIT
+        async with db.unit_of_work() as uow:
+            # Connected once: the marker table exists, later connections send no COMMIT.
+            await uow.session.connection()
         yield Proxied(db, proxy, direct)
         checked_out = db.pool_stats().checked_out
         await db.dispose()

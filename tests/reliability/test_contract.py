@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.util import await_
 
 from herorepo import (
     AfterCommitError,
@@ -418,11 +419,15 @@ async def test_sqlite_begins_immediate_after_an_intermediate_step(
         await db.create_all(Team.metadata)
         begins: list[str] = []
 
-        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        def record(statement: str) -> None:  # SQLite's own trace: every statement it runs
             if statement.startswith("BEGIN"):
                 begins.append(statement)
 
-        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        def trace(dbapi_connection: Any, _record: Any) -> None:
+            await_(dbapi_connection.driver_connection.set_trace_callback(record))
+
+        event.listen(db.engine.sync_engine, "connect", trace)
+        await db.engine.dispose()  # the next connections are traced
         async with db.unit_of_work() as uow:
             await uow.repository(Team).create({"name": "one"})
             await getattr(uow, step)()
