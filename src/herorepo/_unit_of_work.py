@@ -411,11 +411,13 @@ class UnitOfWork:
             await _shielded(session.close())
 
     async def _commit_and_close(self, session: AsyncSession, tx: TransactionState) -> None:
+        closed = False
         try:
-            await self._commit(session)
+            closed = await self._commit(session, close=True)
         finally:
             tx.close()
-            await session.close()
+            if not closed:
+                await session.close()
 
     def _forget(self) -> None:
         """Stop being the task's open unit of work."""
@@ -497,12 +499,17 @@ class UnitOfWork:
             raise
         await _leave_savepoint(nested, tx, failed=False)
 
-    async def _commit(self, session: AsyncSession) -> None:
+    async def _commit(self, session: AsyncSession, *, close: bool = False) -> bool:
+        """COMMIT, and with ``close`` close the session in the same call; return whether the
+        session was closed (not after an error, nor after a lost COMMIT found committed)."""
         tx = self._tx
         assert tx is not None
         try:
             probe = await probe_commit(session, tx)  # what a lost COMMIT's outcome is asked with
             try:
+                if close:  # one greenlet for both: each costs a switch into SQLAlchemy
+                    await session.run_sync(_commit_then_close)
+                    return True
                 await session.commit()
             except ConnectionLostError as lost:
                 if probe is None:
@@ -519,6 +526,12 @@ class UnitOfWork:
             raise TransactionError(NEEDS_ROLLBACK) from (failure or error)
         except StaleDataError as error:
             raise ConcurrentUpdateError() from error
+        return False
+
+
+def _commit_then_close(session: Session) -> None:
+    session.commit()
+    session.close()
 
 
 def _end_committed(session: Session) -> None:

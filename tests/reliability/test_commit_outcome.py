@@ -185,6 +185,9 @@ async def test_without_recording_a_lost_commit_is_unknown(proxied: Proxied) -> N
                 retry=RetryPolicy(attempts=3, base_delay=0, max_delay=0),
             )
     assert caught.value.committed is None
+    # Nothing asked the server, so nothing waited for it: wait for its answer to the COMMIT the
+    # proxy forwarded before counting.
+    await asyncio.wait_for(proxied.proxy.committed_reply.wait(), 10)
     assert await proxied.rows("unrecorded") == 1  # it had committed, and ran once only
 
 
