@@ -192,8 +192,16 @@ class TransactionState:
         while True:
             busy = self._busy
             if busy is None or busy.dead or busy is greenlet.getcurrent():
+                self.release()
                 return
             await asyncio.sleep(0.001)
+
+    def release(self) -> None:
+        """Let go of the last operation's greenlet once no statement can follow: its frames
+        refer back to the session, and would keep it for the cycle collector."""
+        busy = self._busy
+        if busy is None or busy.dead:
+            self._busy = None
 
     def add_callback(self, callback: Callback) -> None:
         self._callbacks[-1].append(callback)

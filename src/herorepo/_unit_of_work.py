@@ -149,7 +149,10 @@ class UnitOfWork:
         self._phase = _Phase.NEW
         self._session: AsyncSession | None = None
         self._tx: TransactionState | None = None
-        self._root: UnitOfWork = self  # the outermost unit of work of the transaction
+        # The outermost unit of work of the transaction, when this one joined it (not itself
+        # otherwise: a reference to itself would make every unit of work garbage that only the
+        # cycle collector frees, session, identity map and all).
+        self._outer_root: UnitOfWork | None = None
         self._savepoint: AsyncSessionTransaction | None = None  # when joined
         self._owner: asyncio.Task[Any] | None = None
         self._previous: UnitOfWork | None = None
@@ -178,7 +181,11 @@ class UnitOfWork:
     @property
     def joined(self) -> bool:
         """Whether this unit of work runs inside an outer one's transaction (a savepoint)."""
-        return self._root is not self
+        return self._outer_root is not None
+
+    @property
+    def _root(self) -> UnitOfWork:
+        return self._outer_root or self
 
     @overload
     def repository(self, model: type[RepositoryT]) -> RepositoryT: ...
@@ -299,7 +306,7 @@ class UnitOfWork:
                 )
         if outer._tx.failure is not None:
             raise TransactionError(NEEDS_ROLLBACK) from outer._tx.failure
-        self._session, self._tx, self._root = outer._session, outer._tx, root
+        self._session, self._tx, self._outer_root = outer._session, outer._tx, root
         self._savepoint = await _shielded(self._session.begin_nested())
         if self._read_only:
             # Its flushes are refused; the database cannot refuse raw SQL in a writer's
@@ -416,6 +423,7 @@ class UnitOfWork:
             closed = await self._commit(session, close=True)
         finally:
             tx.close()
+            tx.release()
             if not closed:
                 await session.close()
 

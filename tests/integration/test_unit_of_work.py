@@ -255,3 +255,27 @@ async def test_name_and_attempt_are_what_telemetry_and_tags_read(db: Database) -
     assert seen == [(qualname, 1), (qualname, 2), ("flaky", 1), ("flaky", 2)]
     with pytest.raises(ConfigurationError, match="name must be a str"):
         db.unit_of_work(name=3)  # type: ignore[arg-type]
+
+
+async def test_a_finished_unit_of_work_leaves_no_cycles_behind(db: Database) -> None:
+    # Freed by reference counting as soon as nobody holds it: a reference cycle would keep the
+    # session and its identity map alive until the cycle collector runs, costing every request.
+    import gc
+
+    await seed(db)  # three heroes
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            async with db.unit_of_work() as uow:
+                heroes = await uow.repository(Hero).list(limit=2)
+                assert len(heroes) == 2
+        del uow, heroes
+        gc.collect()
+        kept = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert not kept & {"UnitOfWork", "TransactionState", "GuardedSession", "AsyncSession"}
