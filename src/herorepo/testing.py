@@ -435,7 +435,11 @@ async def herorepo_client(
     overrides: dict[Any, Any] = herorepo_app.dependency_overrides
     missing = object()
     previous = overrides.get(get_database, missing)
-    overrides[get_database] = lambda: herorepo_db
+
+    async def test_database() -> Database:  # async: a plain def would run in a thread
+        return herorepo_db
+
+    overrides[get_database] = test_database
     try:
         transport = httpx.ASGITransport(app=herorepo_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

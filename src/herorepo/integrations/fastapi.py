@@ -41,8 +41,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Coroutine, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -199,8 +207,11 @@ def lifespan(
     return run
 
 
-def get_database(connection: HTTPConnection) -> Database:
+async def get_database(connection: HTTPConnection) -> Database:
     """Return the app's database, as registered by :func:`lifespan`.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop on every request.
 
     Override this one dependency to point every herorepo dependency of an app at another
     database (herorepo.testing's ``herorepo_client`` does).
@@ -220,22 +231,29 @@ def get_database(connection: HTTPConnection) -> Database:
     return database
 
 
-async def _request_database(
-    connection: HTTPConnection, database: Annotated[Database, Depends(get_database)]
-) -> AsyncIterator[Database]:
-    """The app's database; with query tags, the request's statements carry its route template."""
+@contextmanager
+def _route_tagged(connection: HTTPConnection, database: Database) -> Iterator[None]:
+    """With query tags, the statements sent inside carry the request's route template."""
     tags = database.config.query_tags
     route = connection.scope.get("route") if tags is not None and tags.route else None
     # The template (/heroes/{hero_id}), never the URL: one statement text per route.
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(template, str):
-        yield database
+        yield
         return
     token = set_route(template)
     try:
-        yield database
+        yield
     finally:
         reset_route(token)
+
+
+async def _request_database(
+    connection: HTTPConnection, database: Annotated[Database, Depends(get_database)]
+) -> AsyncIterator[Database]:
+    """The app's database; with query tags, the request's statements carry its route template."""
+    with _route_tagged(connection, database):
+        yield database
 
 
 DatabaseDep = Annotated[Database, Depends(_request_database)]
@@ -244,7 +262,7 @@ session. With ``EngineConfig(query_tags=...)``, statements the request sends are
 route's path template (the session, unit of work and repository dependencies take this one)."""
 
 
-def request_tenant(connection: HTTPConnection) -> object:
+async def request_tenant(connection: HTTPConnection) -> object:
     """The request's tenant, from the resolver of :func:`scope_to_tenants` (``None`` without).
 
     Raises:
@@ -264,16 +282,24 @@ def request_tenant(connection: HTTPConnection) -> object:
 TenantDep = Annotated[object, Depends(request_tenant)]
 
 
-async def get_session(database: DatabaseDep, value: TenantDep) -> AsyncIterator[AsyncSession]:
+# The session and unit-of-work dependencies take the database from get_database, not from
+# DatabaseDep, and tag the route themselves: one generator dependency less per request.
+_AppDatabase = Annotated[Database, Depends(get_database)]
+
+
+async def get_session(
+    connection: HTTPConnection, database: _AppDatabase, value: TenantDep
+) -> AsyncIterator[AsyncSession]:
     """Yield a session for one request; use :data:`SessionDep` rather than this function."""
-    if value is None:
-        async with database.session() as session:
+    with _route_tagged(connection, database):
+        if value is None:
+            async with database.session() as session:
+                yield session
+            return
+        with tenant(value):  # the session takes the tenant when it is made
+            session = database.session()
+        async with session:
             yield session
-        return
-    with tenant(value):  # the session takes the tenant when it is made
-        session = database.session()
-    async with session:
-        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -281,10 +307,13 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 returns is rolled back, and the session is closed before the response is sent."""
 
 
-async def get_unit_of_work(database: DatabaseDep, value: TenantDep) -> AsyncIterator[UnitOfWork]:
+async def get_unit_of_work(
+    connection: HTTPConnection, database: _AppDatabase, value: TenantDep
+) -> AsyncIterator[UnitOfWork]:
     """Yield a unit of work for one request; use :data:`UnitOfWorkDep` rather than this function."""
-    async with database.unit_of_work(tenant=value) as uow:
-        yield uow
+    with _route_tagged(connection, database):
+        async with database.unit_of_work(tenant=value) as uow:
+            yield uow
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
