@@ -101,10 +101,14 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- --backends sqlite` runs one backend; `-- profile --backend postgres`
     profiles herorepo's get and create instead; `-- policies` times the tenant, soft-delete and
     audit policies and rewrites their section of the page only; `-- telemetry` times `Telemetry`
-    (off, API only, SDK) against none and rewrites its section. Not run by default, and not
-    part of the tests.
+    (off, API only, SDK) against none and rewrites its section; `-- paths` times the documented
+    reads and FastAPI requests against hand-written code and rewrites its section. Not run by
+    default, and not part of the tests.
     """
     _install(session, "bench")
+    # `paths` calls its FastAPI apps through httpx, in process. Without sniffio, httpx's ASGI
+    # transport tries to import it on every request, a failed import that searches sys.path.
+    session.install("httpx>=0.27", "sniffio>=1.3")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -1,16 +1,18 @@
 """The benchmark program: ``python -m benchmarks [run|render|profile|...|bulk]``.
 
 ``run`` (the default) sets up the bench tables on each backend, times every contender on every
-workload, measures import time, and writes docs/benchmarks.md and docs/benchmarks.png.
-``render`` rewrites those two files from saved JSON results. ``profile`` profiles herorepo's
+workload, measures import time, and writes docs/benchmarks.md, docs/benchmarks.png and
+benchmarks/results/run.json. ``render`` rewrites the page and the chart from saved JSON results
+(benchmarks/results/run.json by default). ``profile`` profiles herorepo's
 get-by-primary-key and create. ``policies`` times the tenant, soft-delete and audit policies
 against the same calls with the filters written by hand, and rewrites the policies section of
 docs/benchmarks.md (which ``run`` and ``render`` keep, from benchmarks/results/policies.json).
 ``telemetry`` times ``Telemetry`` off, with the API only and with the SDK against no telemetry,
 and rewrites its section the same way (from benchmarks/results/telemetry.json); ``bulk`` times
 ``insert_rows()`` against hand-written Core executemany (benchmarks/results/bulk.json); ``paths``
-times the documented reads (unit of work, projections, keyset) against hand-written SQLModel and
-Core (benchmarks/results/paths.json).
+times the documented reads (unit of work, projections, keyset) and FastAPI requests against
+hand-written SQLModel and Core (benchmarks/results/paths.json), and redraws the chart, whose
+lower panels show its ratios, from benchmarks/results/run.json.
 Run it through ``nox -s bench`` (see noxfile.py).
 """
 
@@ -28,8 +30,9 @@ from typing import Any
 from . import bulk, environment, importtime, paths, policies, telemetry
 from .contenders import Env
 from .data import Sizes
-from .report import write_report
+from .report import RUN_RESULTS, redraw_chart, write_report
 from .runner import run_backend
+from .sections import MARKDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +66,7 @@ async def _run_backends(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any
 def run(args: argparse.Namespace) -> int:
     environment.take_run_lock(_log)
     started = time.perf_counter()
-    sizes = Sizes(large_rows=args.large_rows, stream_rows=args.stream_rows)
+    sizes = Sizes(heroes=args.heroes, large_rows=args.large_rows, stream_rows=args.stream_rows)
     backends = asyncio.run(_run_backends(args, sizes))
     imports = None
     if not args.skip_import_time:
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         write_report(results, Path(args.markdown), Path(args.chart))
         _log(f"wrote {args.markdown} and {args.chart}")
+        if Path(args.markdown) == MARKDOWN:
+            # What the page shows, kept: `render` and `paths` redraw the chart from it.
+            RUN_RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            _log(f"results saved to {RUN_RESULTS}")
     problems = [p for b in backends.values() for p in b["problems"]]
     for problem in problems:
         _log(f"CHECK FAILED: {problem}")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 def render(args: argparse.Namespace) -> int:
     """Merge saved results (one file per backend, or one for all) and write the report."""
     merged: dict[str, Any] = {}
-    for path in args.inputs:
+    for path in args.inputs or [RUN_RESULTS]:
         data = json.loads(Path(path).read_text())
         if not merged:
             merged = data
@@ -131,6 +138,17 @@ def _command_line(argv: list[str]) -> str:
     return "nox -s bench" + (" -- " + " ".join(shown) if shown else "")
 
 
+def _redraw_chart(args: argparse.Namespace) -> None:
+    """After ``paths``: the chart next to the page, with the paths' new ratios in its lower
+    panels and the main run's from its stored results."""
+    chart = Path(args.markdown).with_suffix(".png")
+    paths_results = json.loads(Path(args.render or args.json).read_text())
+    if redraw_chart(paths_results, chart):
+        _log(f"redrew {chart}")
+    else:
+        _log(f"{chart} not redrawn: no {RUN_RESULTS} (the next `nox -s bench` draws it)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -140,15 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--contenders", help="comma-separated keys (default: all)")
     run_parser.add_argument("--workloads", help="comma-separated keys (default: all)")
     run_parser.add_argument("--scale", type=float, default=1.0, help="ops and rounds factor")
+    run_parser.add_argument("--heroes", type=int, default=Sizes.heroes, help="hero rows")
     run_parser.add_argument("--large-rows", type=int, default=Sizes.large_rows)
     run_parser.add_argument("--stream-rows", type=int, default=Sizes.stream_rows)
     run_parser.add_argument("--json", help="also save the raw results here")
     run_parser.add_argument("--no-report", action="store_true", help="do not write docs/")
     run_parser.add_argument("--skip-import-time", action="store_true")
     render_parser = sub.add_parser("render", help="write the report from saved JSON results")
-    render_parser.add_argument("inputs", nargs="+")
+    render_parser.add_argument("inputs", nargs="*", help=f"default: {RUN_RESULTS}")
     for p in (run_parser, render_parser):
-        p.add_argument("--markdown", default=str(ROOT / "docs" / "benchmarks.md"))
+        p.add_argument("--markdown", default=str(MARKDOWN))
         p.add_argument("--chart", default=str(ROOT / "docs" / "benchmarks.png"))
     profile_parser = sub.add_parser("profile", help="profile herorepo's get and create")
     profile_parser.add_argument("--backend", default="sqlite", choices=environment.BACKENDS)
@@ -180,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "bulk":
         return bulk.main(args)
     if args.what == "paths":
-        return paths.main(args)
+        status = paths.main(args)
+        if not args.no_report:
+            _redraw_chart(args)
+        return status
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))

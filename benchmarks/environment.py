@@ -22,7 +22,7 @@ BACKEND_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB
 DRIVERS = {"sqlite": "aiosqlite", "postgres": "asyncpg", "mysql": "aiomysql"}
 PACKAGES = [
     "herorepo", "sqlalchemy", "sqlmodel", "pydantic", "greenlet", "asyncpg", "aiomysql",
-    "pymysql", "aiosqlite", "advanced-alchemy", "fastcrud",
+    "pymysql", "aiosqlite", "advanced-alchemy", "fastcrud", "fastapi", "httpx",
 ]  # fmt: skip
 LOCK_PATH = Path(tempfile.gettempdir()) / "herorepo-bench.lock"
 

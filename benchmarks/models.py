@@ -30,7 +30,8 @@ class Hero(BenchBase, table=True):
     __tablename__ = "bench_hero"
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=100, index=True)
+    # Unique: ORDER BY name alone is then a total order, as the list workload writes it.
+    name: str = Field(max_length=100, unique=True, index=True)
     secret_name: str = Field(max_length=100)
     age: int | None = Field(default=None, index=True)
     team_id: int | None = Field(default=None, foreign_key="bench_team.id", index=True)

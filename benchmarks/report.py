@@ -1,19 +1,26 @@
 """Turn results into docs/benchmarks.md (tables, targets) and docs/benchmarks.png (the chart).
 
-The page ends with the policies', the telemetry and the bulk sections, rendered by
-:mod:`.policies`, :mod:`.telemetry` and :mod:`.bulk` from their stored results.
+The page ends with the policies', the telemetry, the bulk and the paths sections, rendered by
+:mod:`.policies`, :mod:`.telemetry`, :mod:`.bulk` and :mod:`.paths` from their stored results.
+The chart's upper panels are the main run's ratios; its lower panels, when
+benchmarks/results/paths.json exists, the documented paths' (:func:`write_chart`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from . import bulk, paths, policies, telemetry
 from .contenders import ORDER
-from .contenders.base import PAGE_SIZE
+from .contenders.base import MIN_AGE, PAGE_SIZE
 from .environment import BACKEND_NAMES, BACKENDS, DRIVERS
 from .runner import NOISY
+from .sections import RESULTS_DIR, paired
+
+RUN_RESULTS = RESULTS_DIR / "run.json"
+"""The results of the main run that last wrote the page, for ``render`` and the chart."""
 
 LABELS = {
     "raw": "raw driver",
@@ -277,11 +284,22 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+UOW_READ = (
+    "herorepo reads in a unit of work, as its docs tell users to: a transaction per call, BEGIN "
+    "to COMMIT, with the unit of work's enter and exit steps, where the idiom's session sends "
+    "the SELECT alone and gives the connection back with a rollback"
+)
 WHY_SLOWER = {
-    "keyset_first": "a keyset page reads one row more than the page, to know whether another "
-    "follows, and encodes a signed cursor for it",
-    "keyset_deep": "a keyset page decodes and checks the signed cursor, reads one row more than "
-    "the page, and encodes the next cursor",
+    "get_by_pk": UOW_READ + "; the SELECT is the same",
+    "list_page": UOW_READ + "; the SELECT is the same (`ORDER BY name` alone: `name` is unique, "
+    "so herorepo adds no key to the sort)",
+    "teams_with_heroes": UOW_READ + "; the two SELECTs are the same",
+    "offset_deep": UOW_READ + "; the SELECT is the same",
+    "stream": UOW_READ + "; and `stream()` reads in keyset batches, one SELECT each",
+    "keyset_first": UOW_READ + "; and a keyset page reads one row more than the page, to know "
+    "whether another follows, and encodes a signed cursor for it",
+    "keyset_deep": UOW_READ + "; and a keyset page decodes and checks the signed cursor, reads "
+    "one row more than the page, and encodes the next cursor",
 }
 WHY_SLOWER_DEFAULT = (
     "the same statements as the idiom; what remains is herorepo's own Python per call "
@@ -394,12 +412,18 @@ of work and repository.
 METHOD = """\
 ## Method
 
-- Data: {teams} teams; {heroes:,} heroes, {in_teams:,} of them in a team ({per_team} each); a
-  large table of {large_rows:,} rows for pages and streaming; bulk inserts of {bulk_rows:,} rows
-  into an empty table.
+- Data: {teams} teams; {heroes:,} heroes (unique names, an index on age), {in_teams:,} of them
+  in a team ({per_team} each), enough rows for the query plans to matter; a large table of
+  {large_rows:,} rows for pages and streaming; bulk inserts of {bulk_rows:,} rows into an empty
+  table. Statistics are gathered (`ANALYZE`) after loading.
 - Each op is a whole request: take a session or connection, run the statements, commit where
-  the workload writes, give the connection back. Reads use a session without a transaction
-  block; herorepo writes run in `db.unit_of_work()`.
+  the workload writes, give the connection back. herorepo runs every op, reads included, in
+  `db.unit_of_work()` with `uow.repository(Model)`, as its README and guide tell users to: a
+  read is a transaction, BEGIN to COMMIT. The others read in a session or on a connection
+  without a transaction block, as their documentation shows.
+- The list is written as a person writes it, the same for every contender: heroes aged
+  {min_age} or more, `ORDER BY name` alone, {page_size} rows. `name` is unique, so the order is
+  total, and herorepo adds no primary-key tie-breaker to it.
 - Contenders as their documentation shows them: the raw drivers on their own pools (aiosqlite
   on one connection), `RETURNING` for the inserted row; Core and SQLModel on a plain
   `create_async_engine(url)`; herorepo on `Database(url)` with its defaults (on PostgreSQL and
@@ -424,6 +448,10 @@ METHOD = """\
   {deep_offset:,}); each contender's keyset cursor is made before timing.
 - Stream memory is the peak growth of the Python heap (tracemalloc) during one walk, in a
   separate untimed pass; time and rows/s come from the timed rounds.
+- End-to-end FastAPI requests (`GET` one hero, `GET` 100 heroes: a whole HTTP request in
+  process through `httpx.ASGITransport`, herorepo's FastAPI integration against the same app
+  hand-written on SQLModel's `AsyncSession`) are timed with the documented paths, in their
+  section at the end of this page, and drawn in the chart's lower panels.
 """
 
 
@@ -441,6 +469,7 @@ def _header(results: dict[str, Any], chart: Path) -> list[str]:
         per_team=sizes["heroes_per_team"],
         noisy=NOISY,
         page_size=PAGE_SIZE,
+        min_age=MIN_AGE,
         **sizes,
     )
     return [
@@ -531,10 +560,66 @@ def write_report(results: dict[str, Any], markdown: Path, chart: Path) -> None:
         lines += stored
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines).rstrip() + "\n")
-    write_chart(results, chart)
+    write_chart(results, chart, paths.SECTION.saved())
 
 
-def write_chart(results: dict[str, Any], path: Path) -> None:
+def redraw_chart(paths_results: dict[str, Any], chart: Path) -> bool:
+    """Draw the chart again with new paths results and the stored main run's (False: none)."""
+    if not RUN_RESULTS.exists():
+        return False
+    write_chart(json.loads(RUN_RESULTS.read_text()), chart, paths_results)
+    return True
+
+
+def _path_rows(backend: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """``(label, herorepo's time / the other way's, the target as such a ratio)`` for each
+    target of the paths ops one backend timed (an older run may lack the newer ops)."""
+    rows = []
+    for op in paths.OPS:
+        timed = backend["ops"].get(op.key)
+        if timed is None:
+            continue
+        for target in op.targets:
+            results = timed["results"]
+            ratio = paired(results[target.way]["samples"], results[target.base]["samples"])[0]
+            limit = 1 / target.most if target.faster else target.most
+            rows.append((f"{op.label} vs {paths.LABELS[target.base]}", ratio, limit))
+    return rows
+
+
+def _draw_paths(ax: Any, name: str, rows: list[tuple[str, float, float]], labels: bool) -> None:
+    """One backend's documented paths: herorepo's ratio per target, the target as a tick; the
+    rows named on the left of the first panel only (every backend has the same rows)."""
+    ys = range(len(rows))
+    ratios = [ratio for _, ratio, _ in rows]
+    ax.barh(ys, ratios, height=0.6, color=COLORS["herorepo"])
+    for y, (_, ratio, limit) in enumerate(rows):
+        ax.plot([limit, limit], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        ax.text(
+            max(ratio, limit) * 1.06, y, f"{ratio:.2f}", va="center", fontsize=7,
+            color=COLORS["herorepo"],
+        )  # fmt: skip
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    low = min(0.5, *(min(ratio, limit) * 0.8 for _, ratio, limit in rows))
+    high = max(2.0, *(max(ratio, limit) * 1.3 for _, ratio, limit in rows))
+    ax.set_xlim(low, high)
+    ticks = [t for t in (0.25, 0.5, 0.67, 1, 1.25, 1.5, 2, 3, 4) if low <= t <= high]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_title(f"{BACKEND_NAMES[name]}: documented paths", fontsize=10)
+    ax.set_xlabel("herorepo / the hand-written way (log scale; black ticks: targets)")
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([label for label, _, _ in rows] if labels else [], fontsize=9)
+    ax.invert_yaxis()
+    ax.grid(axis="x", which="both", alpha=0.3)
+
+
+def write_chart(
+    results: dict[str, Any], path: Path, paths_results: dict[str, Any] | None = None
+) -> None:
+    """The main run's ratios to the idiom, one panel per backend; below them, with
+    ``paths_results``, each backend's documented paths against hand-written code."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -542,10 +627,20 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
 
     backends = [b for b in BACKENDS if b in results["backends"]]
     shown = [k for k in COLUMNS if k != "sqlmodel"]
-    fig, axes = plt.subplots(
-        1, len(backends), figsize=(6 * len(backends), 9), sharey=True, sharex=True
+    timed_paths = paths_results["backends"] if paths_results else {}
+    path_rows = {b: _path_rows(timed_paths[b]) for b in backends if b in timed_paths}
+    extra = max((len(rows) for rows in path_rows.values()), default=0)
+    workloads_count = len(next(iter(results["backends"].values()))["workloads"])
+    fig = plt.figure(figsize=(6 * len(backends), 9 + (0.3 * extra + 1.6 if extra else 0)))
+    grid = fig.add_gridspec(
+        2 if extra else 1,
+        len(backends),
+        height_ratios=[workloads_count + 2, extra + 2] if extra else [1],
     )
-    axes = [axes] if len(backends) == 1 else list(axes)
+    axes: list[Any] = []
+    for column in range(len(backends)):
+        first = axes[0] if axes else None
+        axes.append(fig.add_subplot(grid[0, column], sharex=first, sharey=first))
     for ax, name in zip(axes, backends, strict=True):
         workloads = list(results["backends"][name]["workloads"].values())
         height = 0.8 / len(shown)
@@ -570,14 +665,23 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel(f"time per op / hand-written SQLModel (log scale; dashed: 1.05{TIMES})")
         ax.set_yticks(range(len(workloads)))
         ax.set_yticklabels([w["label"] for w in workloads])
-        ax.invert_yaxis()
+        if ax is axes[0]:
+            ax.invert_yaxis()  # shared: once for the row
+        else:
+            ax.tick_params(labelleft=False)
         ax.grid(axis="x", which="both", alpha=0.3)
+    for column, name in enumerate(backends):
+        if name in path_rows:
+            _draw_paths(fig.add_subplot(grid[1, column]), name, path_rows[name], column == 0)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(shown), frameon=False)
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.975), ncol=len(shown),
+        frameon=False,
+    )  # fmt: skip
     fig.suptitle(
         "Time per operation relative to hand-written SQLModel AsyncSession code "
         "(1 = the idiom; herorepo's ratio printed)"
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -181,11 +181,17 @@ class Section:
             page = page.rstrip() + "\n\n" + section + "\n"
         markdown.write_text(page)
 
+    def saved(self) -> dict[str, Any] | None:
+        """The stored results of the last run that wrote the page, if any."""
+        if not self.results.exists():
+            return None
+        results: dict[str, Any] = json.loads(self.results.read_text())
+        return results
+
     def stored(self) -> list[str]:
         """The section from the stored results, for the full report (nothing when none stored)."""
-        if not self.results.exists():
-            return []
-        return self.lines(json.loads(self.results.read_text()))
+        results = self.saved()
+        return [] if results is None else self.lines(results)
 
     def add_parser(self, sub: Any, help: str, seed: int) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(self.name, help=help)

@@ -27,7 +27,7 @@ STREAM_BATCH = 1000
 """Rows per batch (partition, fetch, prefetch) when streaming."""
 
 MIN_AGE = 30
-"""The list workload's filter: heroes aged at least this, sorted by name then id."""
+"""The list workload's filter: heroes aged at least this, sorted by (unique) name."""
 
 
 class Unsupported(Exception):
@@ -98,7 +98,7 @@ class Contender:
         raise Unsupported
 
     async def list_page(self) -> Sequence[Any]:
-        """Heroes aged >= MIN_AGE, ordered by name then id, first PAGE_SIZE rows."""
+        """Heroes aged >= MIN_AGE, ordered by name (unique: a total order), first PAGE_SIZE rows."""
         raise Unsupported
 
     async def insert_one(self, row: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ GET = select(hero).where(hero.c.id == bindparam("ident"))
 LIST = (
     select(hero)
     .where(hero.c.age >= bindparam("min_age"))
-    .order_by(hero.c.name, hero.c.id)
+    .order_by(hero.c.name)
     .limit(bindparam("limit"))
 )
 INSERT = insert(hero).returning(*hero.c)

@@ -58,7 +58,6 @@ class AdvancedAlchemy(Contender):
             return await self.heroes(session=session).get_many(
                 Hero.age >= MIN_AGE,  # type: ignore[operator]
                 OrderBy("name"),
-                OrderBy("id"),
                 LimitOffset(limit=PAGE_SIZE, offset=0),
             )
 
@@ -146,8 +145,8 @@ class Fastcrud(Contender):
                 session,
                 offset=0,
                 limit=PAGE_SIZE,
-                sort_columns=["name", "id"],
-                sort_orders=["asc", "asc"],
+                sort_columns="name",
+                sort_orders="asc",
                 return_total_count=False,
                 age__gte=MIN_AGE,
             )

@@ -23,7 +23,7 @@ ROW = "id, name, value, score"
 
 SQL = {
     "get": f"SELECT {HERO} FROM bench_hero WHERE id = $1",
-    "list": f"SELECT {HERO} FROM bench_hero WHERE age >= $1 ORDER BY name, id LIMIT $2",
+    "list": f"SELECT {HERO} FROM bench_hero WHERE age >= $1 ORDER BY name LIMIT $2",
     "insert": (
         "INSERT INTO bench_hero (name, secret_name, age, team_id) VALUES ($1, $2, $3, $4) "
         f"RETURNING {HERO}"
