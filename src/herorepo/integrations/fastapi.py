@@ -47,7 +47,7 @@ from collections.abc import (
     Callable,
     Collection,
     Coroutine,
-    Iterator,
+    Generator,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -232,7 +232,7 @@ async def get_database(connection: HTTPConnection) -> Database:
 
 
 @contextmanager
-def _route_tagged(connection: HTTPConnection, database: Database) -> Iterator[None]:
+def _route_tagged(connection: HTTPConnection, database: Database) -> Generator[None, None, None]:
     """With query tags, the statements sent inside carry the request's route template."""
     tags = database.config.query_tags
     route = connection.scope.get("route") if tags is not None and tags.route else None
