@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import bulk, environment, importtime, paths, policies, telemetry
+from . import bulk, environment, importtime, paths, policies, statements, telemetry
 from .contenders import Env
 from .data import Sizes
 from .report import RUN_RESULTS, redraw_chart, write_report
@@ -179,7 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.add_parser(sub)
     bulk.add_parser(sub)
     paths.add_parser(sub)
-    commands = {"run", "render", "profile", "importtime", "policies", "telemetry", "bulk", "paths"}
+    statements.add_parser(sub)
+    commands = {
+        "run",
+        "render",
+        "profile",
+        "importtime",
+        "policies",
+        "telemetry",
+        "bulk",
+        "paths",
+        "statements",
+    }
     commands |= {"-h", "--help"}
     if not argv or argv[0] not in commands:
         argv = ["run", *argv]
@@ -203,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_report:
             _redraw_chart(args)
         return status
+    if args.what == "statements":
+        return statements.main(args)
     if args.what == "importtime":
         result = importtime.measure()
         print(json.dumps(result, indent=1))
