@@ -27,11 +27,12 @@ every checkout, as SQLAlchemy does.
 SQLite connections also get ``PRAGMA foreign_keys=ON``, a busy timeout, and (for files)
 ``journal_mode=WAL``. herorepo issues ``BEGIN`` itself, SQLAlchemy's documented fix that makes
 SAVEPOINT work on pysqlite/aiosqlite: a unit of work sends ``BEGIN IMMEDIATE`` (``BEGIN`` when
-read-only) as it starts; other transactions send ``BEGIN`` before their first statement that is
-not a SELECT, so reads on a plain session cost no extra statement (as with the sqlite3 module's
-own transaction handling). ``sqlite+aiosqlite:///:memory:`` keeps one connection, which is
-the database: sessions and units of work take turns on it (one waits for the other, up to
-``pool_timeout``), so their transactions never mix; the other pool settings do not apply.
+read-only) before its first statement; other transactions send ``BEGIN`` before their first
+statement that is not a SELECT, so reads on a plain session cost no extra statement (as with
+the sqlite3 module's own transaction handling). ``sqlite+aiosqlite:///:memory:`` keeps one
+connection, which is the database: sessions and units of work take turns on it (one waits for
+the other, up to ``pool_timeout``), so their transactions never mix; the other pool settings do
+not apply.
 MySQL connections use ``charset=utf8mb4`` unless the URL names another charset.
 A MySQL URL that lists several nodes (a Galera cluster) connects through
 :class:`~herorepo._nodes.NodeConnector`, which passes over nodes that are down or not Synced.
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 import uuid
 import weakref
@@ -536,18 +538,26 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
             info[_QUERY_ONLY] = read_only
         mode = options.get(SQLITE_BEGIN_OPTION)
         if mode is None:
+            info.pop(_BEGIN_WITH, None)  # left by a begin that failed before do_begin()
             connection.herorepo_begin_pending = True
         else:  # sent by do_begin() below, right after this hook
             info[_BEGIN_WITH] = "BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN"
 
     def do_begin(dbapi_connection: Any) -> None:
         # SQLAlchemy calls this right after the "begin" hook, and routes its errors through the
-        # engine's error hooks (a busy database becomes herorepo's error, a cancellation stops
-        # the wait). One thread hop on aiosqlite, where exec_driver_sql() takes three (cursor,
-        # execute, close): on SQLite a unit of work's cost is counted in hops.
+        # engine's error hooks (a busy database becomes herorepo's error; a cancellation
+        # discards the connection, whose worker thread still waits out the busy timeout). One
+        # thread hop on aiosqlite, where exec_driver_sql() takes three (cursor, execute,
+        # close): on SQLite a unit of work's cost is counted in hops.
         statement = dbapi_connection.info.pop(_BEGIN_WITH, None)
-        if statement is not None:
+        if statement is None:
+            return
+        try:
             await_(dbapi_connection.driver_connection.execute(statement))
+        except ValueError as error:
+            # aiosqlite's "no active connection" / "connection closed": a lost connection, as
+            # SQLAlchemy's adapter reports it for statements.
+            raise sqlite3.OperationalError(str(error)) from error
 
     def before_cursor_execute(connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
         # A transaction without a mode begins at its first statement that is not a SELECT:

@@ -23,6 +23,7 @@ with no tenant raises :class:`~herorepo.MissingTenantError` (fail closed);
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -62,6 +63,8 @@ TENANT_KEY = "herorepo.tenant"
 """Where a session keeps its tenant (``info``), fixed when the session is made."""
 ACTOR_KEY = "herorepo.actor"
 _CLOCK_KEY = "herorepo.clock"
+
+
 _MAX_CACHED_TENANTS = 4096
 
 INCLUDE_DELETED = "herorepo_include_deleted"
@@ -388,12 +391,15 @@ class Policies:
         # Kept with the session transaction it belongs to: the next transaction gets its own.
         # (Not reset when a connection begins: a unit of work takes its connection at its first
         # statement, after the first flush has read the clock.)
+        # A weak reference: the transaction refers to the session, whose info holds this.
         transaction = session.get_transaction()
-        kept = session.info.get(_CLOCK_KEY)
-        if kept is not None and kept[0] is transaction:
-            return cast("datetime", kept[1])
         now = datetime.now(timezone.utc)
-        session.info[_CLOCK_KEY] = (transaction, now)
+        if transaction is None:  # outside a transaction (a flush always has one)
+            return now
+        kept = session.info.get(_CLOCK_KEY)
+        if kept is not None and kept[0]() is transaction:
+            return cast("datetime", kept[1])
+        session.info[_CLOCK_KEY] = (weakref.ref(transaction), now)
         return now
 
     def _stamps(

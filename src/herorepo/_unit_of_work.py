@@ -145,7 +145,9 @@ class UnitOfWork:
         self._forbid_commit = False  # Database.run(): only the final COMMIT
         # Take the connection at ``async with`` rather than at the first statement: a replica's
         # unit of work does, so that an unreachable replica is skipped before the block runs.
-        self._connect_at_start = False
+        # So does one with an isolation level: SQLAlchemy sets it as the connection is made,
+        # a round trip on MySQL and SQLite outside the checkout that a cancellation is safe in.
+        self._connect_at_start = isolation_level is not None
         self._phase = _Phase.NEW
         self._session: AsyncSession | None = None
         self._tx: TransactionState | None = None
@@ -328,9 +330,9 @@ class UnitOfWork:
         if not self._read_only and not root._read_only and holds_lock:
             raise TransactionError(
                 "On SQLite an independent unit of work that writes would wait for the write lock "
-                "that the outer unit of work holds until it ends. Drop independent=True (the "
-                "work then joins the outer transaction), open this one with read_only=True, or "
-                "run it after the outer one."
+                "that the outer unit of work holds (or takes) until it ends. Drop "
+                "independent=True (the work then joins the outer transaction), open this one "
+                "with read_only=True, or run it after the outer one."
             )
 
     async def _begin(self) -> None:

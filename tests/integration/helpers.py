@@ -1,7 +1,11 @@
-"""Independent checks: read the database through plain SQL, not through the code under test."""
+"""Independent checks: read the database through plain SQL, not through the code under test;
+and what a block leaves for the cycle collector."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -50,3 +54,27 @@ async def seed(db: Database) -> dict[str, int]:
     }
     assert all(isinstance(v, int) for v in ids.values())
     return {k: v for k, v in ids.items() if v is not None}
+
+
+# Objects of one unit of work that reference counting alone must free: a cycle through any of
+# them keeps the session and its identity map until the cycle collector runs.
+UNIT_OF_WORK_OBJECTS = frozenset(
+    {"UnitOfWork", "TransactionState", "GuardedSession", "AsyncSession"}
+)
+
+
+@contextmanager
+def cyclic_garbage() -> Iterator[set[str]]:
+    """The names of the types left as cyclic garbage by the block (filled when it ends)."""
+    kept: set[str] = set()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield kept
+        gc.collect()
+        kept.update(type(o).__name__ for o in gc.garbage)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()

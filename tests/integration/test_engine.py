@@ -8,7 +8,14 @@ from sqlalchemy import text
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from herorepo import Database, EngineConfig, PoolTimeoutError, Repository, UniqueViolationError
+from herorepo import (
+    ConnectionLostError,
+    Database,
+    EngineConfig,
+    PoolTimeoutError,
+    Repository,
+    UniqueViolationError,
+)
 from herorepo.testing import count_queries
 
 from ..conftest import CONNECT_ARGS, backend_url, require
@@ -139,6 +146,23 @@ async def test_sqlite_session_begins_before_its_first_write(sqlite_path: Path) -
             assert await _in_transaction(session)
             await session.rollback()
             assert await Repository(session, Team).count() == 0
+
+
+@pytest.mark.sqlite
+async def test_sqlite_begin_on_a_closed_connection_is_a_lost_connection(sqlite_path: Path) -> None:
+    # A unit of work's BEGIN goes to aiosqlite directly (one thread hop); aiosqlite's
+    # "no active connection" must still be a lost connection, replaced by the pool.
+    async with Database(f"sqlite:///{sqlite_path}") as db:
+        await db.create_all(metadata)
+        async with db.session() as session:
+            raw = await (await session.connection()).get_raw_connection()
+            driver = raw.driver_connection
+        await driver.close()  # the pooled connection dies while it waits in the pool
+        with pytest.raises(ConnectionLostError):
+            async with db.unit_of_work() as uow:
+                await uow.repository(Team).count()
+        async with db.unit_of_work() as uow:  # a new connection
+            assert await uow.repository(Team).count() == 0
 
 
 @pytest.mark.mysql

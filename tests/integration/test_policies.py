@@ -52,6 +52,7 @@ from herorepo import (
 )
 
 from ..models import Hero, Project, Task, Ticket
+from .helpers import UNIT_OF_WORK_OBJECTS, cyclic_garbage
 
 pytestmark = pytest.mark.asyncio
 
@@ -416,6 +417,15 @@ async def test_an_upsert_brings_a_soft_deleted_row_back(world: World) -> None:
 
 
 # --- audit columns --------------------------------------------------------------------------------
+
+
+async def test_the_audit_clock_leaves_no_cycle_behind(world: World) -> None:
+    with cyclic_garbage() as kept:
+        for n in range(3):
+            async with world.db.unit_of_work(tenant="a", actor="carol") as uow:
+                await uow.repository(Project).create({"code": f"cycle{n}"})
+        del uow
+    assert not kept & UNIT_OF_WORK_OBJECTS
 
 
 async def test_audit_columns_on_every_write_path(world: World) -> None:

@@ -17,7 +17,7 @@ from herorepo import (
 )
 
 from ..models import Hero, Team
-from .helpers import hero_rows, seed, team_names
+from .helpers import UNIT_OF_WORK_OBJECTS, cyclic_garbage, hero_rows, seed, team_names
 
 pytestmark = pytest.mark.asyncio
 
@@ -260,22 +260,24 @@ async def test_name_and_attempt_are_what_telemetry_and_tags_read(db: Database) -
 async def test_a_finished_unit_of_work_leaves_no_cycles_behind(db: Database) -> None:
     # Freed by reference counting as soon as nobody holds it: a reference cycle would keep the
     # session and its identity map alive until the cycle collector runs, costing every request.
-    import gc
-
     await seed(db)  # three heroes
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cyclic_garbage() as kept:
         for _ in range(3):
             async with db.unit_of_work() as uow:
                 heroes = await uow.repository(Hero).list(limit=2)
                 assert len(heroes) == 2
+                await uow.repository(Team).create({"name": f"T{len(heroes)}{_}"})
         del uow, heroes
-        gc.collect()
-        kept = {type(o).__name__ for o in gc.garbage}
-    finally:
-        gc.garbage.clear()
-        gc.set_debug(0)
-        gc.enable()
-    assert not kept & {"UnitOfWork", "TransactionState", "GuardedSession", "AsyncSession"}
+    assert not kept & UNIT_OF_WORK_OBJECTS
+
+
+async def test_a_unit_of_work_with_an_isolation_level_connects_at_once(db: Database) -> None:
+    # SQLAlchemy sets the level as the connection is made (a round trip on MySQL and SQLite):
+    # that happens at `async with`, shielded, not inside the first statement, where a
+    # cancellation would leave the connection checked out with no owner.
+    level = "SERIALIZABLE"
+    async with db.unit_of_work(isolation_level=level):
+        assert db.pool_stats().checked_out == 1
+    async with db.unit_of_work():
+        assert db.pool_stats().checked_out == 0  # the others connect at their first statement
+    assert db.pool_stats().checked_out == 0

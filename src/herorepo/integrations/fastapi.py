@@ -139,7 +139,9 @@ _TENANT_KEY = "herorepo_tenant"
 
 TenantResolver = Callable[[HTTPConnection], object]
 """Where a request's tenant comes from: a function of the request (its headers, or the user an
-authentication middleware put in ``request.state``) returning the tenant, or ``None``."""
+authentication middleware put in ``request.state``) returning the tenant, or ``None``. It runs
+on the event loop, once per request: keep it to reading the request (no blocking I/O; resolve
+tokens in a middleware or an async dependency and leave the result in ``request.state``)."""
 
 
 def tenant_header(name: str = "X-Tenant") -> TenantResolver:
@@ -258,8 +260,9 @@ async def _request_database(
 
 DatabaseDep = Annotated[Database, Depends(_request_database)]
 """The app's :class:`~herorepo.Database`; pass it to background tasks, which need their own
-session. With ``EngineConfig(query_tags=...)``, statements the request sends are tagged with its
-route's path template (the session, unit of work and repository dependencies take this one)."""
+session. With ``EngineConfig(query_tags=...)``, statements the request sends through it are
+tagged with its route's path template (the session, unit of work and repository dependencies
+tag theirs themselves)."""
 
 
 async def request_tenant(connection: HTTPConnection) -> object:
