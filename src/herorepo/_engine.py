@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 import time
 import uuid
 import weakref
@@ -557,6 +556,8 @@ def _configure_sqlite(engine: AsyncEngine, *, memory: bool) -> None:
         except ValueError as error:
             # aiosqlite's "no active connection" / "connection closed": a lost connection, as
             # SQLAlchemy's adapter reports it for statements.
+            import sqlite3  # only here: importing it costs every process a millisecond
+
             raise sqlite3.OperationalError(str(error)) from error
 
     def before_cursor_execute(connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
