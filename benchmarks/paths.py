@@ -322,9 +322,8 @@ OPS = (
 )
 UOW = (
     "The gap is the unit of work's fixed cost per call (see the profile below): a real "
-    "transaction, BEGIN to COMMIT, with its enter and exit steps shielded in tasks of their "
-    "own, where the idiom's session sends the SELECT and returns the connection with a "
-    "rollback."
+    "transaction, BEGIN to COMMIT, where the idiom's session sends its SELECT in a transaction "
+    "it never commits and gives the connection back with a rollback."
 )
 WHY = {
     "get": UOW + " On one row that fixed cost is most of the difference.",
@@ -348,12 +347,10 @@ WHY = {
     "is `name > :n`, as the idiom's `name > :last`.",
     "api_get": "The unit of work's fixed cost inside a whole request: herorepo's repository "
     "dependency opens a unit of work and commits it before the response is sent, where the "
-    "hand-written `get_session` closes its session with a rollback. And FastAPI resolves five "
-    "dependencies for it (the repository, the unit of work, the database in two steps, the "
-    "tenant) where the hand-written app has one; two of them, `get_database` and "
-    "`request_tenant`, are plain functions, which FastAPI runs in its thread pool: two thread "
-    "hops a request. Routing, validating the response model and the JSON are the same both "
-    "ways and dilute the difference.",
+    "hand-written `get_session` closes its session with a rollback; and FastAPI resolves four "
+    "small async dependencies for it (the repository, the unit of work, the database, the "
+    "tenant) where the hand-written app has one. Routing, validating the response model and "
+    "the JSON are the same both ways and dilute the difference.",
     "api_list": f"As the single GET; over {PAGE} rows, validated into `HeroPublic` and "
     "serialized the same way both ways, the fixed cost weighs less.",
 }
@@ -361,23 +358,38 @@ WHY = {
 
 # What a second run showed, so that the page does not claim more than a rerun reproduces.
 RERUN = (
-    "A rerun on 2026-12-06 (`--scale 0.5`, quieter machine, not saved) agreed on every miss "
-    "within about 0.15x (get 1.30-1.62x, list 1.14-1.37x, projection get 1.33-1.84x Core, "
-    "keyset 1.17-1.48x) but not on one met cell: the SQLite projection list came out at "
-    '1.35x Core (PostgreSQL 1.04x, MariaDB 1.11x). Treat "projection list within 1.25x of '
-    'Core" as reproduced on PostgreSQL and MariaDB only.'
+    "Two runs on 2026-12-06, on the same code, agreed on every ratio within 0.04x (the "
+    "second is the one shown). Cells at their target's edge came out met in one run and "
+    "missed in the other: on MariaDB get by key (1.04x, 1.05x), list (1.05x, 1.05x), keyset "
+    "page 1 (1.04x, 1.07x), keyset page N (1.04x, 1.05x) and projection get against Core "
+    "(1.25x, 1.24x); on PostgreSQL the FastAPI list (1.05x, 1.06x). Read them as at the "
+    "target, not under it."
 )
 
 PROFILE = (
-    "Where the time of herorepo's get in a unit of work goes, on SQLite (pyinstrument, 3,000 "
-    "gets after a warm-up, in process): `session.get()` itself, the work the idiom does too, "
-    "is about half; the COMMIT about a quarter (the idiom's session sends no COMMIT; it "
-    "returns the connection with a rollback); the unit of work's shielded enter and exit "
-    "steps, each in a task of its own (`ensure_future`) with the session made on entry, about "
-    "a fifth; the explicit `BEGIN` that herorepo's begin hook sends through the driver's thread "
-    "(it turns pysqlite's implicit transactions off) under a tenth. Events, policy hooks and "
-    "statement checks do not show up (under 1% each): the cost is the transaction's round "
-    "trips and the task switches, not Python in the repository."
+    "Where the fixed cost comes from: `python -m benchmarks profile --breakdown-only` times a "
+    "get by key layer by layer, each row adding one layer (15 interleaved rounds of 200 gets, "
+    "ratios to the idiom, on 2026-12-06): SQLAlchemy's own `session.begin()` around the idiom "
+    "1.06" + TIMES + " (SQLite) / 1.09" + TIMES + " (PostgreSQL) / 1.03" + TIMES + " (MariaDB); "
+    "herorepo's engine and session without a transaction 1.12"
+    + TIMES
+    + " / 1.06"
+    + TIMES
+    + " / 1.07"
+    + TIMES
+    + " (its hooks: the state machine, policies, the lazy-load guard, "
+    "value checks, pre-ping, each a few µs); `session.get` in `db.unit_of_work()` 1.26"
+    + TIMES
+    + " / 1.17"
+    + TIMES
+    + " / 0.93"
+    + TIMES
+    + "; the repository on top adds nothing "
+    "measurable (1.25" + TIMES + " / 1.15" + TIMES + " / 1.00" + TIMES + "). The unit of work "
+    "sends what SQLAlchemy's `begin()` sends (on SQLite the same six thread hops as the idiom: "
+    "its BEGIN IMMEDIATE is one hop, and the pool sends no ROLLBACK after its COMMIT); what "
+    "remains is Python: the session's commit path where the idiom only closes, and the one "
+    "task that shields COMMIT and close from cancellation."
 )
 
 

@@ -104,10 +104,18 @@ async def _breakdown(env: Env, ds: Dataset, ops: int) -> None:
     plain = create_async_engine(env.url)
     defaults = Database(env.url)
     no_ping = Database(env.url, EngineConfig(pool_pre_ping=False))
+    unrecorded = Database(env.url, EngineConfig(commit_outcome=False))  # no record before COMMIT
     rng = random.Random(6)
 
     def maker(engine: Any) -> Any:
         return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    def repository_free(db: Database) -> Op:
+        async def op(i: int) -> Any:
+            async with db.session() as session:
+                return await session.get(Hero, rng.randint(1, 9_000))
+
+        return op
 
     def idiom_get(engine: Any) -> Op:
         sessions = maker(engine)
@@ -125,18 +133,37 @@ async def _breakdown(env: Env, ds: Dataset, ops: int) -> None:
 
         return op
 
+    def begin_get(engine: Any) -> Op:
+        sessions = maker(engine)
+
+        async def op(i: int) -> Any:
+            async with sessions() as session, session.begin():
+                return await session.get(Hero, rng.randint(1, 9_000))
+
+        return op
+
+    async def unit_session_get(i: int) -> Any:
+        async with defaults.unit_of_work() as uow:
+            return await uow.session.get(Hero, rng.randint(1, 9_000))
+
+    async def unit_repository_get(i: int) -> Any:
+        async with defaults.unit_of_work() as uow:
+            return await uow.repository(Hero).get(rng.randint(1, 9_000))
+
+    # A ladder: each row adds one layer to the one above it.
     await _compare(
         f"get by primary key, {env.backend}",
         {
             "session.get on a plain engine (the idiom)": idiom_get(plain),
-            "Repository.get on a plain engine's session": repository_get(maker(plain)),
-            "session.get on Database(pool_pre_ping=False).engine": idiom_get(no_ping.engine),
-            "session.get on Database().engine": idiom_get(defaults.engine),
-            "Repository.get on Database(pool_pre_ping=False)": repository_get(no_ping.sessionmaker),
-            "Repository.get on Database() (the benchmark)": repository_get(defaults.sessionmaker),
+            "session.get in session.begin() (SQLAlchemy's transaction)": begin_get(plain),
+            "session.get on Database(pool_pre_ping=False)": repository_free(no_ping),
+            "session.get on Database() (herorepo's engine and session)": repository_free(defaults),
+            "Repository.get on Database()": repository_get(defaults.sessionmaker),
+            "session.get in db.unit_of_work() (the unit of work)": unit_session_get,
+            "Repository.get in db.unit_of_work() (what the docs show)": unit_repository_get,
         },
         ops,
-        7,
+        15,
     )
 
     def idiom_create(engine: Any) -> Op:
@@ -177,12 +204,15 @@ async def _breakdown(env: Env, ds: Dataset, ops: int) -> None:
             "Repository.create in UnitOfWork, Database(pool_pre_ping=False)": uow_create(
                 no_ping.sessionmaker
             ),
+            "Repository.create in UnitOfWork, Database(commit_outcome=False)": uow_create(
+                unrecorded.sessionmaker
+            ),
             "Repository.create in UnitOfWork, Database() (the benchmark)": uow_create(
                 defaults.sessionmaker
             ),
         },
         max(10, ops // 4),
-        7,
+        11,
         after=ds.reset_heroes,
     )
 
@@ -264,6 +294,7 @@ async def _breakdown(env: Env, ds: Dataset, ops: int) -> None:
     await plain.dispose()
     await defaults.dispose()
     await no_ping.dispose()
+    await unrecorded.dispose()
 
 
 async def _main(args: argparse.Namespace) -> None:
