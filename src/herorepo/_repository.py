@@ -30,6 +30,7 @@ from ._errors import (
     ConfigurationError,
     HeroRepoError,
     InvalidDataError,
+    UniqueViolationError,
 )
 from ._repository_base import (
     ModelT,
@@ -45,6 +46,7 @@ from ._upsert import (
     another_tenants_row,
     chunks,
     may_hit_another_key,
+    other_unique_keys,
     upsert_statement,
 )
 
@@ -321,6 +323,9 @@ class Repository(RepositoryRows[ModelT]):
         Raises:
             InvalidDataError: unknown fields or columns, invalid values, or a row without a
                 value for a ``conflict`` column.
+            UniqueViolationError: the row sets another unique key (a model object with its
+                primary key) held by a row other than its conflict row; nothing is written,
+                on every backend (MySQL would have updated that other row).
         """
         rows = await self.upsert_many([data], conflict=conflict, update=update)
         return rows[0]
@@ -376,7 +381,12 @@ class Repository(RepositoryRows[ModelT]):
         found: dict[tuple[Any, ...], ModelT] = {}
         # On MySQL a row may meet another unique key, whose row ON DUPLICATE KEY would update:
         # each statement then runs in a SAVEPOINT, undone when a row is not found afterwards.
-        guarded = dialect in ("mysql", "mariadb") and may_hit_another_key(table, conflict, keys)
+        # A row that sets another unique key (a model object with its id) held by a row other
+        # than its conflict row is refused on every backend, as upsert_rows() does: MySQL may
+        # have updated that other row, and its conflict row finds nothing wrong.
+        mysql = dialect in ("mysql", "mariadb")
+        others = other_unique_keys(table, conflict, keys)
+        guarded = (mysql and may_hit_another_key(table, conflict, keys)) or bool(others)
         self._check_writable()
         async with self._guard():
             for chunk in chunks(rows, len(keys)):
@@ -395,6 +405,13 @@ class Repository(RepositoryRows[ModelT]):
                 missing = [key for key in wanted if key not in found]
                 if savepoint is not None:
                     if not missing:
+                        stored = [self._key_of(found[key]) for key in wanted]
+                        try:
+                            for other in others:
+                                await self._check_other_key(chunk, other, stored, conflict, mysql)
+                        except UniqueViolationError as error:
+                            await savepoint.rollback()
+                            self._fail(error)
                         await savepoint.commit()
                         continue
                     await savepoint.rollback()

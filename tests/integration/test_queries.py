@@ -335,6 +335,34 @@ async def test_upsert_many_returns_rows_in_input_order(write_db: Database) -> No
     assert await team_names(write_db) == ["Avengers", "Defenders", "X-Force"]
 
 
+async def test_upsert_many_never_updates_the_row_its_object_key_belongs_to(
+    write_db: Database,
+) -> None:
+    # A model object carries its key. One whose id belongs to another team than its conflict
+    # row: MySQL's ON DUPLICATE KEY UPDATE took the id and overwrote that other team, and the
+    # conflict row read back looked right. Now every backend refuses it and changes nothing.
+    async with write_db.unit_of_work() as uow:
+        teams = uow.repository(Team)
+        avengers = await teams.create({"name": "Avengers", "headquarters": "Tower"})
+        xforce = await teams.create({"name": "X-Force", "headquarters": "Mansion"})
+    # The unit of work fails, as on a database error: its next statement raises, and so does
+    # leaving it.
+    with pytest.raises(TransactionError, match="failed earlier"):
+        async with write_db.unit_of_work() as uow:
+            moved = Team(id=xforce.id, name="Avengers", headquarters="moved")
+            with pytest.raises(UniqueViolationError, match="another row"):
+                await uow.repository(Team).upsert_many([moved], conflict=["name"])
+            with pytest.raises(TransactionError):
+                await uow.repository(Team).count()
+    async with write_db.session() as session:
+        stored = {(t.id, t.name, t.headquarters) for t in await Repository(session, Team).list()}
+    assert stored == {(avengers.id, "Avengers", "Tower"), (xforce.id, "X-Force", "Mansion")}
+    async with write_db.unit_of_work() as uow:  # its own id: the conflict row, updated
+        same = Team(id=avengers.id, name="Avengers", headquarters="Compound")
+        (kept,) = await uow.repository(Team).upsert_many([same], conflict=["name"])
+        assert (kept.id, kept.headquarters) == (avengers.id, "Compound")
+
+
 async def test_upsert_on_one_key_that_meets_another_is_a_unique_violation(
     write_db: Database,
 ) -> None:
